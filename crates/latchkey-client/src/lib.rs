@@ -1,0 +1,1 @@
+//! Latchkey client SDK (in progress).

@@ -1,0 +1,99 @@
+//! HTTP: parse, authenticate, render. No business rules here; those live in `domain`.
+//!
+//! Two routers: the **public** one (GNAP grant, continuation and token management, sandbox
+//! wallets) and the **private** one (GNAP introspection, health), so that network placement
+//! alone keeps introspection off the internet.
+
+pub mod auth;
+pub mod error;
+pub mod gnap;
+pub mod private;
+pub mod request;
+pub mod sandbox;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client_keys::ClientKeyResolver;
+use crate::domain::lifecycle::Lifecycle;
+use crate::sandbox::Sandbox;
+
+/// Shared state of both routers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The token lifecycle.
+    pub lifecycle: Lifecycle,
+    /// Client key resolver.
+    pub keys: ClientKeyResolver,
+    /// Settings the handlers need.
+    pub settings: Arc<HttpSettings>,
+    /// Sandbox wallets (development mode only).
+    pub sandbox: Option<Arc<Sandbox>>,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Public base URL, without a trailing slash; the grant endpoint is `{public_url}/`.
+    pub public_url: String,
+    /// Development mode.
+    pub dev: bool,
+    /// Accepted age (and future skew) of a signature's `created`.
+    pub signature_window: Duration,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+impl HttpSettings {
+    /// `{public_url}/token/{id}`.
+    pub fn manage_url(&self, manage_id: &str) -> String {
+        format!("{}/token/{manage_id}", self.public_url)
+    }
+
+    /// `{public_url}/continue/{id}`.
+    pub fn continue_url(&self, continue_id: &str) -> String {
+        format!("{}/continue/{continue_id}", self.public_url)
+    }
+}
+
+/// The public listener's routes.
+pub fn public_router(state: AppState) -> Router {
+    let mut router = gnap::routes();
+    if state.sandbox.is_some() {
+        router = router.merge(sandbox::routes());
+    }
+    finish(router, state)
+}
+
+/// The private listener's routes.
+pub fn private_router(state: AppState) -> Router {
+    finish(private::routes(), state)
+}
+
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .fallback(request::no_route)
+        .method_not_allowed_fallback(request::method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Logs method, path, status and latency; never headers or bodies (they carry tokens).
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,150 @@
+//! The Latchkey authorization server.
+//!
+//! Layers: [`http`] (parse, authenticate, render) -> [`domain`] (state machines and rules) ->
+//! [`store`] (a trait with an SQLite implementation). [`start`] binds both listeners and serves.
+
+pub mod client_keys;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod sandbox;
+pub mod store;
+pub mod token_format;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use client_keys::{ClientKeyResolver, KeyResolverConfig};
+use config::Config;
+use domain::lifecycle::Lifecycle;
+use http::{AppState, HttpSettings};
+use sandbox::Sandbox;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The sandbox could not be prepared.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    /// The key resolver could not be built.
+    #[error(transparent)]
+    Keys(#[from] client_keys::KeyResolveError),
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {0}: {1}")]
+    DataDir(String, std::io::Error),
+}
+
+/// A server that is serving.
+pub struct RunningServer {
+    /// The public URL (grant endpoint is `{public_url}/`).
+    pub public_url: String,
+    /// `http://` + the private listener's bound address.
+    pub private_url: String,
+    /// Bound public address.
+    pub public_addr: SocketAddr,
+    /// Bound private address.
+    pub private_addr: SocketAddr,
+    /// The sandbox, in development mode.
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// Shared state, for embedding and tests.
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the server stops by itself (it does not, unless a listener fails).
+    pub async fn wait(self) -> std::io::Result<()> {
+        for task in self.tasks {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the store, binds both listeners and serves until shut down.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    if config.database.starts_with("sqlite:") && config.dev {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::DataDir(config.data_dir.display().to_string(), e)
+        })?;
+    }
+    let store = store::open(&config.database).await?;
+    let public = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError::Bind(config.listen, e))?;
+    let private = TcpListener::bind(config.private_listen)
+        .await
+        .map_err(|e| StartError::Bind(config.private_listen, e))?;
+    let public_addr = public.local_addr().map_err(|e| StartError::Bind(config.listen, e))?;
+    let private_addr = private
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.private_listen, e))?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{public_addr}"));
+    let sandbox = if config.dev {
+        Some(Arc::new(Sandbox::load_or_create(&config.data_dir, &public_url)?))
+    } else {
+        None
+    };
+    let keys = ClientKeyResolver::new(KeyResolverConfig {
+        ttl: config.key_cache_ttl,
+        allow_private: config.dev,
+        ..KeyResolverConfig::default()
+    })?;
+    let state = AppState {
+        lifecycle: Lifecycle::new(store, config.lifetimes),
+        keys,
+        settings: Arc::new(HttpSettings {
+            public_url: public_url.clone(),
+            dev: config.dev,
+            signature_window: config.signature_window,
+            max_body_bytes: config.max_body_bytes,
+        }),
+        sandbox: sandbox.clone(),
+    };
+    let (shutdown, watcher) = watch::channel(false);
+    let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
+    let tasks = vec![
+        serve(public, http::public_router(state.clone()), watcher.clone()),
+        serve(private, http::private_router(state.clone()), watcher),
+    ];
+    tracing::info!(%public_addr, %private_addr, dev = config.dev, "latchkey serving");
+    Ok(RunningServer {
+        public_url,
+        private_url: format!("http://{private_addr}"),
+        public_addr,
+        private_addr,
+        sandbox,
+        state,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,311 @@
+//! SQLite store: WAL journal, `synchronous=FULL` (an acknowledged write survives `kill -9` and
+//! power loss), one writer connection (SQLite serialises writers anyway; one connection avoids
+//! `SQLITE_BUSY` upgrades) and a pool of readers.
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{RotateOutcome, Store, StoreError};
+use crate::domain::clock::Millis;
+use crate::domain::grant::{ClientKeySource, Grant, GrantState};
+use crate::domain::token::AccessTokenRecord;
+use crate::token_format::TokenHash;
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let in_memory = url.contains(":memory:");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        MIGRATOR.run(&writer).await.map_err(|e| {
+            StoreError::Open(format!(
+                "migration failed ({e}); a database written by a newer Latchkey is refused"
+            ))
+        })?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(|e| StoreError::Open(e.to_string()))?
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+const GRANT_COLUMNS: &str = "g.id AS g_id, g.continue_id AS g_continue_id, \
+    g.continue_token_hash AS g_continue_token_hash, g.client_kind AS g_client_kind, \
+    g.client_value AS g_client_value, g.access AS g_access, g.state AS g_state, \
+    g.wait_secs AS g_wait_secs, g.created_at AS g_created_at, \
+    g.last_continued_at AS g_last_continued_at";
+
+const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_id, \
+    t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
+    t.revoked_at AS t_revoked_at";
+
+fn client_to_columns(client: &ClientKeySource) -> Result<(&'static str, String), StoreError> {
+    Ok(match client {
+        ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
+        ClientKeySource::Jwk(jwk) => (
+            "jwk",
+            serde_json::to_string(jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ),
+    })
+}
+
+fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let kind: String = row.try_get("g_client_kind").map_err(corrupt)?;
+    let value: String = row.try_get("g_client_value").map_err(corrupt)?;
+    let client = match kind.as_str() {
+        "wallet_address" => ClientKeySource::WalletAddress(value),
+        "jwk" => ClientKeySource::Jwk(
+            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ),
+        other => return Err(StoreError::Corrupt(format!("client kind {other}"))),
+    };
+    let access: String = row.try_get("g_access").map_err(corrupt)?;
+    let state: String = row.try_get("g_state").map_err(corrupt)?;
+    let wait_secs: i64 = row.try_get("g_wait_secs").map_err(corrupt)?;
+    Ok(Grant {
+        id: row.try_get("g_id").map_err(corrupt)?,
+        continue_id: row.try_get("g_continue_id").map_err(corrupt)?,
+        continue_token_hash: hash_from(row.try_get("g_continue_token_hash").map_err(corrupt)?)?,
+        client,
+        access: serde_json::from_str(&access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state: GrantState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))?,
+        wait_secs: u64::try_from(wait_secs).unwrap_or(0),
+        created_at: row.try_get("g_created_at").map_err(corrupt)?,
+        last_continued_at: row.try_get("g_last_continued_at").map_err(corrupt)?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    Ok(AccessTokenRecord {
+        manage_id: row.try_get("t_manage_id").map_err(corrupt)?,
+        grant_id: row.try_get("t_grant_id").map_err(corrupt)?,
+        hash: hash_from(row.try_get("t_hash").map_err(corrupt)?)?,
+        created_at: row.try_get("t_created_at").map_err(corrupt)?,
+        expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
+        revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+    })
+}
+
+async fn insert_token<'c, E>(executor: E, token: &AccessTokenRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, expires_at, revoked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(&token.manage_id)
+    .bind(&token.grant_id)
+    .bind(token.hash.as_bytes())
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(executor)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_grant(
+        &self,
+        grant: &Grant,
+        token: Option<&AccessTokenRecord>,
+    ) -> Result<(), StoreError> {
+        let (client_kind, client_value) = client_to_columns(&grant.client)?;
+        let access =
+            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
+             access, state, wait_secs, created_at, last_continued_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.continue_id)
+        .bind(grant.continue_token_hash.as_bytes())
+        .bind(client_kind)
+        .bind(client_value)
+        .bind(access)
+        .bind(grant.state.as_str())
+        .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
+        .bind(grant.created_at)
+        .bind(grant.last_continued_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(token) = token {
+            insert_token(&mut *tx, token).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(continue_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn token_by_manage_id(
+        &self,
+        manage_id: &str,
+    ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id WHERE t.manage_id = ?1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(manage_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at = ?2 WHERE manage_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(manage_id)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn rotate_token(
+        &self,
+        old_manage_id: &str,
+        successor: &AccessTokenRecord,
+        now: Millis,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        // The conditional update is the rotation's lock: only one caller can turn the old token
+        // from unrevoked to revoked, and a cancelled grant's tokens cannot be rotated.
+        let killed = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = ?2, rotated_to = ?3 \
+             WHERE manage_id = ?1 AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM grants g WHERE g.id = access_tokens.grant_id \
+                         AND g.state <> 'revoked')",
+        )
+        .bind(old_manage_id)
+        .bind(now)
+        .bind(&successor.manage_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if killed != 1 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotLive);
+        }
+        insert_token(&mut *tx, successor).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "UPDATE grants SET state = 'revoked', finalized_at = ?2 \
+             WHERE id = ?1 AND state <> 'revoked'",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

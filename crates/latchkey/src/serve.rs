@@ -1,0 +1,111 @@
+//! `latchkey serve`.
+
+use anyhow::Context;
+use clap::Args;
+use latchkey_server::config::{Config, ConfigLayer};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `latchkey serve`; each is also an environment variable, and a TOML file may set
+/// them too (flags and env win over the file).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Development mode: sandbox wallets, http:// and loopback client wallet addresses.
+    #[arg(long, env = "LATCHKEY_DEV", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    dev: Option<bool>,
+    /// Public listener address (default 127.0.0.1:8080).
+    #[arg(long, env = "LATCHKEY_LISTEN")]
+    listen: Option<String>,
+    /// Private listener address: introspection, admin, health (default 127.0.0.1:8081).
+    #[arg(long, env = "LATCHKEY_PRIVATE_LISTEN")]
+    private_listen: Option<String>,
+    /// Database URL, e.g. sqlite:///var/lib/latchkey/latchkey.db (default: ./latchkey-data/latchkey.db).
+    #[arg(long, env = "LATCHKEY_DATABASE_URL")]
+    database: Option<String>,
+    /// The URL clients reach the public listener at (default: http:// + the bound address).
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Folder for sandbox data (default ./latchkey-data).
+    #[arg(long, env = "LATCHKEY_DATA_DIR")]
+    data_dir: Option<String>,
+    /// Admin API token (the admin API is off without one).
+    #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Optional TOML configuration file.
+    #[arg(long, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn layer(&self) -> ConfigLayer {
+        ConfigLayer {
+            dev: self.dev,
+            listen: self.listen.clone(),
+            private_listen: self.private_listen.clone(),
+            database: self.database.clone(),
+            public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
+            admin_token: self.admin_token.clone(),
+            ..ConfigLayer::default()
+        }
+    }
+}
+
+/// Resolves the configuration layers.
+pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
+    };
+    Ok(Config::resolve(args.layer().over(file))?)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = resolve_config(&args)?;
+    if config.dev {
+        tracing::warn!("development mode: sandbox wallets on, http:// and loopback client wallet addresses allowed");
+    }
+    let server = latchkey_server::start(config)
+        .await
+        .context("cannot start the server")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "PUBLIC_URL={}", server.public_url)?;
+        writeln!(out, "PRIVATE_URL={}", server.private_url)?;
+        writeln!(out, "GRANT_ENDPOINT={}/", server.public_url)?;
+        if let Some(sandbox) = &server.sandbox {
+            for line in sandbox.client_lines() {
+                writeln!(out, "{line}")?;
+            }
+        }
+        writeln!(out, "READY=1")?;
+        out.flush()?;
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
