@@ -41,6 +41,10 @@ def latchkey_bin() -> pathlib.Path:
     return path.resolve()
 
 
+def _child_env() -> dict:
+    return {**os.environ, "NO_COLOR": "1"}  # plain-text logs in artifacts/
+
+
 class HarnessError(RuntimeError):
     """The harness could not drive the binary (missing, crashed, broke the CLI contract)."""
 
@@ -74,7 +78,7 @@ class LatchkeyServer:
         ]
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
+            cmd, cwd=self.workdir, stdin=subprocess.DEVNULL, env=_child_env(),
             stdout=subprocess.PIPE, stderr=self._stderr,
         )
         lines: "queue.Queue[str | None]" = queue.Queue()
@@ -139,7 +143,7 @@ class LatchkeyServer:
         for scope in scopes:
             cmd += ["--scope", scope]
         cmd += ["--database", self.database_url]
-        res = subprocess.run(cmd, cwd=self.workdir, capture_output=True, timeout=60)
+        res = subprocess.run(cmd, cwd=self.workdir, env=_child_env(), capture_output=True, timeout=60)
         stdout = res.stdout.decode("utf-8", "replace")
         stderr = res.stderr.decode("utf-8", "replace")
         if res.returncode != 0:
@@ -157,6 +161,14 @@ class LatchkeyServer:
                 "name": name, "scopes": list(scopes)}
 
 
+def _or_fail(fn, *args, **kwargs):
+    """Run a harness step; turn HarnessError into a clean pytest failure (no traceback)."""
+    try:
+        return fn(*args, **kwargs), None
+    except HarnessError as exc:
+        return None, str(exc)
+
+
 @pytest.fixture(scope="session")
 def latchkey():
     binary = latchkey_bin()
@@ -166,31 +178,28 @@ def latchkey():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     server = LatchkeyServer(binary, ARTIFACTS)
-    try:
-        server.start(float(os.environ.get("LATCHKEY_STARTUP_TIMEOUT", "30")))
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    _, err = _or_fail(server.start, float(os.environ.get("LATCHKEY_STARTUP_TIMEOUT", "30")))
+    if err:
+        pytest.fail(err, pytrace=False)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(latchkey):
-    """A fresh OAuth client (no scopes) for one test."""
-    try:
-        return latchkey.create_client()
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+def make_client(latchkey):
+    """make_client(*scopes) -> {"client_id", "client_secret", ...} via `latchkey oauth-client create`."""
+    def _make(*scopes: str) -> dict:
+        creds, err = _or_fail(latchkey.create_client, scopes=scopes)
+        if err:
+            pytest.fail(err, pytrace=False)
+        return creds
+    return _make
 
 
 @pytest.fixture
-def make_client(latchkey):
-    def _make(*scopes: str) -> dict:
-        try:
-            return latchkey.create_client(scopes=scopes)
-        except HarnessError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    return _make
+def client(make_client):
+    """A fresh OAuth client (no scopes) for one test."""
+    return make_client()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,5 +1,9 @@
 //! `latchkey`: the server (`serve`), client commands, admin commands.
 
+mod bench;
+mod client_cmd;
+mod migrate;
+mod oauth_client;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +21,22 @@ struct Cli {
 enum Command {
     /// Run the authorization server (with no options: the sandbox on 127.0.0.1:8080).
     Serve(serve::ServeArgs),
+    /// Open Payments grants: request, continue, cancel.
+    #[command(subcommand)]
+    Grant(client_cmd::GrantCommand),
+    /// Open Payments access tokens: rotate, revoke.
+    #[command(subcommand)]
+    Token(client_cmd::TokenCommand),
+    /// OAuth 2.0 client calls (Kopo Kopo style): token, revoke, introspect.
+    #[command(subcommand)]
+    Oauth(client_cmd::OAuthCommand),
+    /// Manage OAuth clients in the database (create, list, disable, rotate-secret, delete).
+    #[command(name = "oauth-client", subcommand)]
+    OauthClient(oauth_client::OAuthClientCommand),
+    /// Apply database migrations and exit.
+    Migrate(migrate::MigrateArgs),
+    /// Load generator for Open Payments and OAuth servers.
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing() {
@@ -41,6 +61,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Grant(cmd) => client_cmd::run_grant(cmd).await,
+            Command::Token(cmd) => client_cmd::run_token(cmd).await,
+            Command::Oauth(cmd) => client_cmd::run_oauth(cmd).await,
+            Command::OauthClient(cmd) => oauth_client::run(cmd).await,
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

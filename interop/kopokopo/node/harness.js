@@ -43,7 +43,8 @@ async function startServer () {
   const stderrPath = path.join(ARTIFACTS, 'serve.stderr.log')
   const args = ['serve', '--dev', '--listen', '127.0.0.1:0', '--private-listen', '127.0.0.1:0', '--database', databaseUrl]
   const stderrFd = fs.openSync(stderrPath, 'w')
-  const child = spawn(bin, args, { cwd: ARTIFACTS, stdio: ['ignore', 'pipe', stderrFd] })
+  const env = { ...process.env, NO_COLOR: '1' } // plain-text logs in artifacts/
+  const child = spawn(bin, args, { cwd: ARTIFACTS, env, stdio: ['ignore', 'pipe', stderrFd] })
   fs.closeSync(stderrFd)
   const stdoutLog = fs.createWriteStream(path.join(ARTIFACTS, 'serve.stdout.log'))
   const info = {}
@@ -93,7 +94,7 @@ async function startServer () {
       cargs.push('--database', databaseUrl)
       let out
       try {
-        out = execFileSync(bin, cargs, { cwd: ARTIFACTS, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
+        out = execFileSync(bin, cargs, { cwd: ARTIFACTS, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
       } catch (err) {
         throw new Error(`${bin} ${cargs.join(' ')} failed (${err.status}):\nstdout: ${err.stdout}\nstderr: ${err.stderr}`)
       }
