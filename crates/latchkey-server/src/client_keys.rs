@@ -251,10 +251,14 @@ pub fn jwks_url(wallet: &str, allow_private: bool) -> Result<url::Url, KeyResolv
     match url.host() {
         None => return Err(bad("no host")),
         Some(url::Host::Ipv4(ip)) if !allow_private && !is_public(IpAddr::V4(ip)) => {
-            return Err(bad("private or loopback addresses are refused outside --dev"))
+            return Err(bad(
+                "private or loopback addresses are refused outside --dev",
+            ))
         }
         Some(url::Host::Ipv6(ip)) if !allow_private && !is_public(IpAddr::V6(ip)) => {
-            return Err(bad("private or loopback addresses are refused outside --dev"))
+            return Err(bad(
+                "private or loopback addresses are refused outside --dev",
+            ))
         }
         _ => {}
     }

@@ -131,17 +131,23 @@ impl Config {
     pub fn resolve(layer: ConfigLayer) -> Result<Config, ConfigError> {
         let dev = layer.dev.unwrap_or(layer.is_empty());
         let data_dir = PathBuf::from(layer.data_dir.unwrap_or_else(|| "latchkey-data".into()));
-        let listen = parse_addr("listen", layer.listen.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let listen = parse_addr(
+            "listen",
+            layer.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+        )?;
         let private_listen = parse_addr(
             "private_listen",
             layer.private_listen.as_deref().unwrap_or("127.0.0.1:8081"),
         )?;
         let database = layer.database.unwrap_or_else(|| {
-            format!("sqlite://{}", data_dir.join("latchkey.db").to_string_lossy())
+            format!(
+                "sqlite://{}",
+                data_dir.join("latchkey.db").to_string_lossy()
+            )
         });
         if let Some(url) = &layer.public_url {
-            let parsed =
-                url::Url::parse(url).map_err(|e| ConfigError::Invalid("public_url", e.to_string()))?;
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::Invalid("public_url", e.to_string()))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(ConfigError::Invalid("public_url", "must be http(s)".into()));
             }
@@ -152,7 +158,9 @@ impl Config {
             listen,
             private_listen,
             database,
-            public_url: layer.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            public_url: layer
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
             data_dir,
             lifetimes: Lifetimes {
                 access_token: secs(layer.access_token_lifetime_secs, 600),

@@ -82,9 +82,8 @@ impl RunningServer {
 /// Opens the store, binds both listeners and serves until shut down.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if config.database.starts_with("sqlite:") && config.dev {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::DataDir(config.data_dir.display().to_string(), e)
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     }
     let store = store::open(&config.database).await?;
     let public = TcpListener::bind(config.listen)
@@ -93,7 +92,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let private = TcpListener::bind(config.private_listen)
         .await
         .map_err(|e| StartError::Bind(config.private_listen, e))?;
-    let public_addr = public.local_addr().map_err(|e| StartError::Bind(config.listen, e))?;
+    let public_addr = public
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.listen, e))?;
     let private_addr = private
         .local_addr()
         .map_err(|e| StartError::Bind(config.private_listen, e))?;
@@ -102,7 +103,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .clone()
         .unwrap_or_else(|| format!("http://{public_addr}"));
     let sandbox = if config.dev {
-        Some(Arc::new(Sandbox::load_or_create(&config.data_dir, &public_url)?))
+        Some(Arc::new(Sandbox::load_or_create(
+            &config.data_dir,
+            &public_url,
+        )?))
     } else {
         None
     };

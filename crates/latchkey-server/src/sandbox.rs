@@ -2,7 +2,9 @@
 //! machine. Private keys are written (PKCS#8 PEM, mode 0600) to `{data dir}/keys/`.
 
 use ed25519_dalek::SigningKey;
-use latchkey_proto::keys::{generate_signing_key, load_signing_key, signing_key_to_pkcs8_pem, Jwk, JwkSet};
+use latchkey_proto::keys::{
+    generate_signing_key, load_signing_key, signing_key_to_pkcs8_pem, Jwk, JwkSet,
+};
 use latchkey_proto::wallet::WalletAddress;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -61,7 +63,8 @@ impl Sandbox {
             let key = if path.exists() {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| SandboxError::Io(path.clone(), e))?;
-                load_signing_key(&text).map_err(|e| SandboxError::BadKey(path.clone(), e.to_string()))?
+                load_signing_key(&text)
+                    .map_err(|e| SandboxError::BadKey(path.clone(), e.to_string()))?
             } else {
                 let key = generate_signing_key();
                 write_private(&path, &signing_key_to_pkcs8_pem(&key))?;
@@ -123,7 +126,10 @@ impl Sandbox {
             } else {
                 format!("{}_", w.name.to_uppercase())
             };
-            lines.push(format!("{prefix}WALLET_ADDRESS_URL={}", self.wallet_url(&w.name)));
+            lines.push(format!(
+                "{prefix}WALLET_ADDRESS_URL={}",
+                self.wallet_url(&w.name)
+            ));
             lines.push(format!("{prefix}KEY_ID={}", w.key_id));
             lines.push(format!("{prefix}PRIVATE_KEY={}", w.key_path.display()));
         }
@@ -165,7 +171,9 @@ mod tests {
         assert_eq!(jwks.keys[0].kid, first.wallets[0].key_id);
         assert!(first.document("mallory").is_none());
         let lines = first.client_lines();
-        assert!(lines.iter().any(|l| l.starts_with("WALLET_ADDRESS_URL=http://127.0.0.1:1/wallet/alice")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("WALLET_ADDRESS_URL=http://127.0.0.1:1/wallet/alice")));
         assert!(lines.iter().any(|l| l.starts_with("BOB_KEY_ID=bob-")));
     }
 }

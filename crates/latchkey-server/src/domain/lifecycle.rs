@@ -221,9 +221,9 @@ impl Lifecycle {
             GrantState::Finalized(Finalization::Revoked) => {
                 Err(DomainError::GrantFinalized("it was cancelled"))
             }
-            GrantState::Finalized(Finalization::Rejected) => {
-                Err(DomainError::GrantFinalized("the resource owner rejected it"))
-            }
+            GrantState::Finalized(Finalization::Rejected) => Err(DomainError::GrantFinalized(
+                "the resource owner rejected it",
+            )),
             GrantState::Pending | GrantState::Approved => Err(
                 DomainError::InteractionNotSupported("interactive grants are not supported".into()),
             ),
@@ -237,7 +237,8 @@ impl Lifecycle {
         presented: &str,
         requested: Option<&[AccessItem]>,
     ) -> Result<IntrospectResponse, DomainError> {
-        let Some((token, grant)) = self.store.token_by_hash(&TokenHash::of(presented)).await? else {
+        let Some((token, grant)) = self.store.token_by_hash(&TokenHash::of(presented)).await?
+        else {
             return Ok(IntrospectResponse::inactive());
         };
         if token.status(&grant, now_ms()) != TokenStatus::Active {

@@ -45,9 +45,9 @@ impl AccessTokenRecord {
         }
     }
 
-    /// Seconds until expiry, never negative.
+    /// Whole seconds until expiry, rounded up (a token issued for 600 s says 600), never negative.
     pub fn expires_in_secs(&self, now: Millis) -> u64 {
-        u64::try_from((self.expires_at - now).max(0) / 1000).unwrap_or(0)
+        u64::try_from(((self.expires_at - now).max(0) + 999) / 1000).unwrap_or(0)
     }
 }
 
@@ -119,6 +119,8 @@ mod tests {
     fn expires_in_counts_down_and_stops_at_zero() {
         let t = token(None);
         assert_eq!(t.expires_in_secs(0), 600);
+        assert_eq!(t.expires_in_secs(5), 600);
+        assert_eq!(t.expires_in_secs(599_500), 1);
         assert_eq!(t.expires_in_secs(700_000), 0);
     }
 }

@@ -36,7 +36,11 @@ pub fn presented_token(req: &RawRequest) -> Result<TokenHash, GnapError> {
 }
 
 /// Checks that the presented token is `expected` (constant time).
-pub fn require_bound_token(req: &RawRequest, expected: &TokenHash, what: &str) -> Result<(), GnapError> {
+pub fn require_bound_token(
+    req: &RawRequest,
+    expected: &TokenHash,
+    what: &str,
+) -> Result<(), GnapError> {
     if presented_token(req)?.ct_eq(expected) {
         Ok(())
     } else {
@@ -59,7 +63,10 @@ fn header_text(req: &RawRequest, name: &str) -> Result<Option<String>, GnapError
 /// The URIs the client may have signed as `@target-uri`: the public URL plus the path, and in
 /// development mode also `http://{Host}` plus the path (clients often say `localhost`).
 fn target_uris(state: &AppState, req: &RawRequest) -> Vec<String> {
-    let mut uris = vec![format!("{}{}", state.settings.public_url, req.path_and_query)];
+    let mut uris = vec![format!(
+        "{}{}",
+        state.settings.public_url, req.path_and_query
+    )];
     if state.settings.dev {
         if let Some(host) = req.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             let alt = format!("http://{host}{}", req.path_and_query);
@@ -91,7 +98,10 @@ pub async fn verify_signature(
         .headers
         .iter()
         .filter_map(|(name, value)| {
-            Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string()))
+            Some((
+                name.as_str().to_ascii_lowercase(),
+                value.to_str().ok()?.to_string(),
+            ))
         })
         .collect();
     let has_body = !req.body.is_empty();
@@ -110,7 +120,10 @@ pub async fn verify_signature(
             .check_required_components(has_body, has_authorization)
             .map_err(|e| GnapError::InvalidClient(format!("invalid signature: {e}")))?;
         parsed
-            .check_created(now_ms() / 1000, state.settings.signature_window.as_secs() as i64)
+            .check_created(
+                now_ms() / 1000,
+                state.settings.signature_window.as_secs() as i64,
+            )
             .map_err(|e| GnapError::InvalidClient(format!("invalid signature: {e}")))?;
         let key = state.keys.key_for(client, parsed.keyid()).await?;
         match parsed.verify(&key) {

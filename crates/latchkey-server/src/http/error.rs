@@ -90,34 +90,52 @@ impl GnapError {
     pub fn parts(&self) -> (StatusCode, ErrorCode, String) {
         let text = self.to_string();
         match self {
-            GnapError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, text),
-            GnapError::InvalidClient(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, text),
-            GnapError::ClientUnreachable(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidClient, text),
-            GnapError::PayloadTooLarge(_) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidRequest, text)
+            GnapError::InvalidRequest(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, text)
             }
-            GnapError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::InvalidRequest, text)
+            GnapError::InvalidClient(_) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, text)
             }
+            GnapError::ClientUnreachable(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidClient, text)
+            }
+            GnapError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::InvalidRequest,
+                text,
+            ),
+            GnapError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidRequest,
+                text,
+            ),
             GnapError::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, text),
-            GnapError::MethodNotAllowed(_) => {
-                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidRequest, text)
+            GnapError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidRequest,
+                text,
+            ),
+            GnapError::Unauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, text)
             }
-            GnapError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, text),
             GnapError::Domain(d) => match d {
                 DomainError::InvalidRequest(_) | DomainError::InteractionNotSupported(_) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, text)
                 }
-                DomainError::UnknownToken => (StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, text),
+                DomainError::UnknownToken => {
+                    (StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, text)
+                }
                 DomainError::UnknownGrant => {
                     (StatusCode::NOT_FOUND, ErrorCode::InvalidContinuation, text)
                 }
                 DomainError::TokenNotLive => {
                     (StatusCode::BAD_REQUEST, ErrorCode::InvalidRotation, text)
                 }
-                DomainError::GrantFinalized(_) => {
-                    (StatusCode::UNAUTHORIZED, ErrorCode::InvalidContinuation, text)
-                }
+                DomainError::GrantFinalized(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::InvalidContinuation,
+                    text,
+                ),
                 DomainError::Store(e) => store_status(e),
             },
         }
@@ -154,12 +172,20 @@ pub struct OAuthError {
 impl OAuthError {
     /// 400 `invalid_request`.
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, OAuthErrorCode::InvalidRequest, description)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            OAuthErrorCode::InvalidRequest,
+            description,
+        )
     }
 
     /// 401 `invalid_client` (with `WWW-Authenticate`, RFC 6749 §5.2).
     pub fn invalid_client(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, OAuthErrorCode::InvalidClient, description)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::InvalidClient,
+            description,
+        )
     }
 
     /// Any status and code.

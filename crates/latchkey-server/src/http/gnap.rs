@@ -30,9 +30,14 @@ pub fn routes() -> Router<AppState> {
 
 fn client_source(client: ClientRef) -> Result<ClientKeySource, GnapError> {
     match client {
-        ClientRef::Url(url) | ClientRef::WalletAddress { wallet_address: url } => {
+        ClientRef::Url(url)
+        | ClientRef::WalletAddress {
+            wallet_address: url,
+        } => {
             let parsed = url::Url::parse(&url).map_err(|e| {
-                GnapError::InvalidRequest(format!("client `{url}` is not a wallet address URL: {e}"))
+                GnapError::InvalidRequest(format!(
+                    "client `{url}` is not a wallet address URL: {e}"
+                ))
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(GnapError::InvalidRequest(format!(
@@ -101,10 +106,9 @@ async fn grant_request(
         .lifecycle
         .request_grant(source, access_token.access, request.interact.is_some())
         .await?;
-    let access_token = issued
-        .access_token
-        .as_ref()
-        .map(|(record, value)| access_token_body(&state, record, value, issued.grant.access.clone()));
+    let access_token = issued.access_token.as_ref().map(|(record, value)| {
+        access_token_body(&state, record, value, issued.grant.access.clone())
+    });
     tracing::info!(grant = %issued.grant.id, "grant issued");
     Ok(Json(GrantResponse {
         access_token,
@@ -148,8 +152,7 @@ async fn continue_grant(
     match state
         .lifecycle
         .continue_grant(&grant, body.interact_ref.as_deref())
-        .await?
-    {}
+        .await? {}
 }
 
 /// `DELETE /continue/{id}`: RFC 9635 §5.4 "the client instance can cancel the grant request";

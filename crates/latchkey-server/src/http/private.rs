@@ -34,7 +34,9 @@ async fn introspect(
 }
 
 /// `GET /healthz`: 200 once the server is ready and its store answers.
-async fn healthz(State(state): State<AppState>) -> Result<(StatusCode, Json<serde_json::Value>), GnapError> {
+async fn healthz(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<serde_json::Value>), GnapError> {
     state.lifecycle.store().ping().await?;
     Ok((StatusCode::OK, Json(serde_json::json!({"status": "ok"}))))
 }

@@ -60,7 +60,11 @@ impl RawRequest {
         if self.body.is_empty() {
             return Ok(());
         }
-        match self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        match self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
             None => Ok(()),
             Some(ct) if ct.to_ascii_lowercase().starts_with("application/json") => Ok(()),
             Some(ct) => Err(GnapError::UnsupportedMediaType(format!(
