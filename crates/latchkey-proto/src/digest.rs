@@ -166,7 +166,10 @@ mod tests {
             "SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
         ] {
             assert!(
-                matches!(verify_content_digest(bad, BODY), Err(DigestError::Malformed(_))),
+                matches!(
+                    verify_content_digest(bad, BODY),
+                    Err(DigestError::Malformed(_))
+                ),
                 "{bad:?} should be malformed"
             );
         }

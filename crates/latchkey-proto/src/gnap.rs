@@ -185,7 +185,10 @@ impl AccessItem {
         };
         let actions = self.actions();
         if actions.is_empty() {
-            return Err(format!("{} access needs at least one action", self.type_name()));
+            return Err(format!(
+                "{} access needs at least one action",
+                self.type_name()
+            ));
         }
         for (i, action) in actions.iter().enumerate() {
             if !allowed.contains(action) {
@@ -468,8 +471,10 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The client is unknown, or its signature or key is wrong.
     InvalidClient,
-    /// The interaction is unknown, expired or not in the right state.
+    /// The interaction is expired or not in the right state.
     InvalidInteraction,
+    /// No interaction has this id and nonce.
+    UnknownInteraction,
     /// The token cannot be rotated.
     InvalidRotation,
     /// The continuation is unknown or not allowed now.
@@ -491,6 +496,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::InvalidInteraction => "invalid_interaction",
+            ErrorCode::UnknownInteraction => "unknown_interaction",
             ErrorCode::InvalidRotation => "invalid_rotation",
             ErrorCode::InvalidContinuation => "invalid_continuation",
             ErrorCode::RequestDenied => "request_denied",
@@ -573,9 +579,17 @@ mod tests {
 
     #[test]
     fn unknown_types_actions_and_fields_are_refused() {
-        assert!(serde_json::from_str::<AccessItem>(r#"{"type":"wire-transfer","actions":["read"]}"#).is_err());
-        assert!(serde_json::from_str::<AccessItem>(r#"{"type":"quote","actions":["fly"]}"#).is_err());
-        assert!(serde_json::from_str::<AccessItem>(r#"{"type":"quote","actions":["read"],"extra":1}"#).is_err());
+        assert!(serde_json::from_str::<AccessItem>(
+            r#"{"type":"wire-transfer","actions":["read"]}"#
+        )
+        .is_err());
+        assert!(
+            serde_json::from_str::<AccessItem>(r#"{"type":"quote","actions":["fly"]}"#).is_err()
+        );
+        assert!(serde_json::from_str::<AccessItem>(
+            r#"{"type":"quote","actions":["read"],"extra":1}"#
+        )
+        .is_err());
         let quote_list: AccessItem =
             serde_json::from_str(r#"{"type":"quote","actions":["list"]}"#).expect("parses");
         assert!(quote_list.validate().is_err());
@@ -594,7 +608,8 @@ mod tests {
         )
         .expect("parses");
         let want: AccessItem =
-            serde_json::from_str(r#"{"type":"incoming-payment","actions":["read"]}"#).expect("parses");
+            serde_json::from_str(r#"{"type":"incoming-payment","actions":["read"]}"#)
+                .expect("parses");
         assert!(granted.covers(&want));
         let other_wallet: AccessItem = serde_json::from_str(
             r#"{"type":"incoming-payment","actions":["read"],"identifier":"https://w.example/b"}"#,
@@ -602,7 +617,8 @@ mod tests {
         .expect("parses");
         assert!(!granted.covers(&other_wallet));
         let more: AccessItem =
-            serde_json::from_str(r#"{"type":"incoming-payment","actions":["list"]}"#).expect("parses");
+            serde_json::from_str(r#"{"type":"incoming-payment","actions":["list"]}"#)
+                .expect("parses");
         assert!(!granted.covers(&more));
     }
 
@@ -621,7 +637,8 @@ mod tests {
 
     #[test]
     fn access_token_refuses_extra_fields() {
-        let extra = r#"{"value":"v","manage":"https://a/token/1","access":[],"expires_in":600,"foo":1}"#;
+        let extra =
+            r#"{"value":"v","manage":"https://a/token/1","access":[],"expires_in":600,"foo":1}"#;
         assert!(serde_json::from_str::<AccessToken>(extra).is_err());
     }
 }

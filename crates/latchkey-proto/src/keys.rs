@@ -48,7 +48,7 @@ pub enum KeyError {
 /// An Ed25519 public key as a JSON Web Key: `{"kid","kty":"OKP","crv":"Ed25519","x","alg"?,"use"?}`.
 ///
 /// RFC 8037 §2: "The parameter "x" MUST be present and contain the public key encoded using the
-/// base64url [RFC4648] encoding."
+/// base64url \[RFC4648\] encoding."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     /// Key id, matched against the `keyid` signature parameter.
@@ -299,7 +299,10 @@ mod tests {
             .unwrap();
         assert_ne!(v2.as_str(), pem);
         assert_eq!(load_signing_key(&v2).unwrap().to_bytes(), key.to_bytes());
-        assert_eq!(signing_key_to_pkcs8_pem(&load_signing_key(RFC_PEM).unwrap()), RFC_PEM);
+        assert_eq!(
+            signing_key_to_pkcs8_pem(&load_signing_key(RFC_PEM).unwrap()),
+            RFC_PEM
+        );
     }
 
     #[test]

@@ -155,3 +155,67 @@ pub struct OAuthErrorBody {
     /// Human-readable explanation.
     pub error_description: String,
 }
+
+/// Admin API: `POST /admin/oauth-clients` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateClientRequest {
+    /// Human-readable name of the application.
+    pub name: String,
+    /// Scopes the client may request (scope-tokens of RFC 6749 §3.3).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Admin API: `POST /admin/oauth-clients/{id}/rotate-secret` body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateSecretRequest {
+    /// Also revoke every live token of the client (for a leaked secret).
+    #[serde(default)]
+    pub revoke_tokens: bool,
+}
+
+/// A client's credentials, shown once: on creation and on secret rotation.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCredentials {
+    /// The public client identifier.
+    pub client_id: String,
+    /// The secret; the server keeps only its SHA-256.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An OAuth client as the admin API and CLI list it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The public client identifier.
+    pub client_id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Scopes the client may request.
+    pub scopes: Vec<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Last secret rotation, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_rotated_at: Option<i64>,
+    /// When the client was disabled, seconds since the Unix epoch; absent while enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+}
+
+/// Admin API: result of disabling a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisableClientResponse {
+    /// The client, now disabled.
+    pub client: ClientInfo,
+    /// How many live tokens the disable revoked.
+    pub revoked_tokens: u64,
+}

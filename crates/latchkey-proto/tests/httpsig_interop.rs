@@ -153,7 +153,8 @@ fn sign_request_reproduces_the_node_package_byte_for_byte() {
     for case in &file.cases {
         let parsed = parse_request_signature(&case.parts()).unwrap();
         let created = parsed.created().unwrap();
-        let components = components_for(case.body.is_some(), case.header("authorization").is_some());
+        let components =
+            components_for(case.body.is_some(), case.header("authorization").is_some());
         let ours = sign_request(&case.parts(), &components, &file.key.kid, created, &key).unwrap();
         assert_eq!(
             Some(ours.signature_input.as_str()),
@@ -266,7 +267,10 @@ fn rust_sdk_vectors_are_accepted() {
         // The dialect, as produced by the crate itself.
         assert!(!parsed.components_quoted(), "{}", case.name);
         assert!(parsed.signature_was_bare(), "{}", case.name);
-        assert_eq!(parsed.components()[..3], ["@method", "@target-uri", "content-type"]);
+        assert_eq!(
+            parsed.components()[..3],
+            ["@method", "@target-uri", "content-type"]
+        );
         // Its base: quoted `"name": value` lines, and the unquoted received parameters text.
         let input = case.header("signature-input").unwrap();
         let params = input.strip_prefix("sig1=").unwrap();
@@ -363,7 +367,10 @@ fn latchkey_signed_vectors() {
         if let Some(body) = &template.body {
             headers.push(("content-type".into(), "application/json".into()));
             headers.push(("content-length".into(), body.len().to_string()));
-            headers.push(("content-digest".into(), content_digest_sha256(body.as_bytes())));
+            headers.push((
+                "content-digest".into(),
+                content_digest_sha256(body.as_bytes()),
+            ));
         }
         let mut case = Case {
             name: template.name.clone(),
@@ -373,16 +380,21 @@ fn latchkey_signed_vectors() {
             headers,
             signature_base: None,
         };
-        let components = components_for(case.body.is_some(), case.header("authorization").is_some());
-        let signed = sign_request(&case.parts(), &components, &node.key.kid, created, &key).unwrap();
+        let components =
+            components_for(case.body.is_some(), case.header("authorization").is_some());
+        let signed =
+            sign_request(&case.parts(), &components, &node.key.kid, created, &key).unwrap();
         case.headers.push(("signature".into(), signed.signature));
-        case.headers.push(("signature-input".into(), signed.signature_input));
+        case.headers
+            .push(("signature-input".into(), signed.signature_input));
         let parsed = accept(&case, &node.key.jwk).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         case.signature_base = Some(parsed.signature_base().to_string());
         cases.push(case);
     }
     let file = VectorFile {
-        description: "Requests signed by latchkey_proto::httpsig::sign_request (tests/httpsig_interop.rs)".into(),
+        description:
+            "Requests signed by latchkey_proto::httpsig::sign_request (tests/httpsig_interop.rs)"
+                .into(),
         key: node.key.clone(),
         cases,
     };

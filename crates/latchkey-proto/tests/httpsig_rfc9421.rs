@@ -88,7 +88,14 @@ fn b26_signature_base_is_rebuilt_byte_for_byte() {
     assert_eq!(parsed.alg(), None);
     assert_eq!(
         parsed.components(),
-        ["date", "@method", "@path", "@authority", "content-type", "content-length"]
+        [
+            "date",
+            "@method",
+            "@path",
+            "@authority",
+            "content-type",
+            "content-length"
+        ]
     );
     assert!(parsed.components_quoted());
     assert!(!parsed.signature_was_bare());
@@ -177,7 +184,11 @@ fn b26_tampering_breaks_the_signature() {
     assert_eq!(parsed.verify(&key), Err(SignatureError::BadSignature));
 
     // A covered header removed.
-    let without_date: Vec<_> = headers.iter().filter(|(k, _)| k != "date").cloned().collect();
+    let without_date: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| k != "date")
+        .cloned()
+        .collect();
     let parts = RequestParts {
         method: "POST",
         target_uri: TARGET_URI,
@@ -202,6 +213,8 @@ fn b26_does_not_satisfy_open_payments_requirements() {
     let parsed = parse_signature(&parts, SIGNATURE_INPUT, SIGNATURE).unwrap();
     assert_eq!(
         parsed.check_required_components(true, false),
-        Err(SignatureError::MissingRequiredComponent("@target-uri".into()))
+        Err(SignatureError::MissingRequiredComponent(
+            "@target-uri".into()
+        ))
     );
 }

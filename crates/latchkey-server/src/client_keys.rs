@@ -177,14 +177,46 @@ impl ClientKeyResolver {
         found.ok_or_else(|| KeyResolveError::UnknownKeyId(kid.to_string()))
     }
 
+    /// Fetches a wallet address document (for the client's `publicName` on the consent page),
+    /// under the same address rules, timeout and size limit as key sets.
+    pub async fn wallet_address_document(
+        &self,
+        wallet: &str,
+    ) -> Result<latchkey_proto::wallet::WalletAddress, KeyResolveError> {
+        // The same scheme and address rules as for key sets.
+        jwks_url(wallet, self.inner.config.allow_private)?;
+        let url = url::Url::parse(wallet)
+            .map_err(|e| KeyResolveError::BadUrl(wallet.to_string(), e.to_string()))?;
+        let body = self.fetch_bytes(url).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| KeyResolveError::InvalidKeySet(wallet.to_string(), e.to_string()))
+    }
+
     async fn fetch(&self, wallet: &str) -> Result<CachedSet, KeyResolveError> {
         let config = &self.inner.config;
         let jwks_url = jwks_url(wallet, config.allow_private)?;
         let shown = jwks_url.to_string();
+        let body = self.fetch_bytes(jwks_url).await?;
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|e| KeyResolveError::InvalidKeySet(shown.clone(), e.to_string()))?;
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk: &Jwk| Some((jwk.kid.clone(), jwk.to_verifying_key().ok()?)))
+            .collect();
+        Ok(CachedSet {
+            keys,
+            fetched_at: Instant::now(),
+        })
+    }
+
+    async fn fetch_bytes(&self, url: url::Url) -> Result<Vec<u8>, KeyResolveError> {
+        let config = &self.inner.config;
+        let shown = url.to_string();
         let response = self
             .inner
             .http
-            .get(jwks_url)
+            .get(url)
             .header("accept", "application/json")
             .send()
             .await
@@ -210,17 +242,7 @@ impl ClientKeyResolver {
             }
             body.extend_from_slice(&chunk);
         }
-        let set: JwkSet = serde_json::from_slice(&body)
-            .map_err(|e| KeyResolveError::InvalidKeySet(shown.clone(), e.to_string()))?;
-        let keys = set
-            .keys
-            .iter()
-            .filter_map(|jwk: &Jwk| Some((jwk.kid.clone(), jwk.to_verifying_key().ok()?)))
-            .collect();
-        Ok(CachedSet {
-            keys,
-            fetched_at: Instant::now(),
-        })
+        Ok(body)
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::domain::lifecycle::Lifetimes;
+use crate::domain::lifecycle::{InteractionPolicy, Lifetimes};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,22 @@ pub struct ConfigLayer {
     pub admin_token: Option<String>,
     /// OAuth access token lifetime, seconds.
     pub oauth_token_lifetime_secs: Option<u64>,
+    /// Failed OAuth client authentications allowed per client id in the window (0: no limit).
+    pub oauth_auth_failures_per_client: Option<u32>,
+    /// Failed client (and admin) authentications allowed per source address (0: no limit).
+    pub oauth_auth_failures_per_source: Option<u32>,
+    /// The window of those limits, seconds.
+    pub oauth_auth_failure_window_secs: Option<u64>,
+    /// An identity provider's consent page (the built-in page is used without one).
+    pub consent_url: Option<String>,
+    /// Secret of the identity-provider API (`x-idp-secret`); the API is off without one.
+    pub idp_secret: Option<String>,
+    /// Incoming-payment grants need interaction too (default false).
+    pub interaction_for_incoming_payment: Option<bool>,
+    /// Quote grants need interaction too (default false).
+    pub interaction_for_quote: Option<bool>,
+    /// `list-all` access needs interaction (default true).
+    pub interaction_for_list_all: Option<bool>,
 }
 
 impl ConfigLayer {
@@ -84,6 +100,24 @@ impl ConfigLayer {
             oauth_token_lifetime_secs: self
                 .oauth_token_lifetime_secs
                 .or(lower.oauth_token_lifetime_secs),
+            oauth_auth_failures_per_client: self
+                .oauth_auth_failures_per_client
+                .or(lower.oauth_auth_failures_per_client),
+            oauth_auth_failures_per_source: self
+                .oauth_auth_failures_per_source
+                .or(lower.oauth_auth_failures_per_source),
+            oauth_auth_failure_window_secs: self
+                .oauth_auth_failure_window_secs
+                .or(lower.oauth_auth_failure_window_secs),
+            consent_url: self.consent_url.or(lower.consent_url),
+            idp_secret: self.idp_secret.or(lower.idp_secret),
+            interaction_for_incoming_payment: self
+                .interaction_for_incoming_payment
+                .or(lower.interaction_for_incoming_payment),
+            interaction_for_quote: self.interaction_for_quote.or(lower.interaction_for_quote),
+            interaction_for_list_all: self
+                .interaction_for_list_all
+                .or(lower.interaction_for_list_all),
         }
     }
 
@@ -124,6 +158,14 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// OAuth access token lifetime.
     pub oauth_token_lifetime: Duration,
+    /// Limits on failed OAuth client (and admin) authentications.
+    pub oauth_limits: crate::oauth::LimiterConfig,
+    /// An identity provider's consent page.
+    pub consent_url: Option<String>,
+    /// Identity-provider API secret.
+    pub idp_secret: Option<String>,
+    /// Which grants need interaction.
+    pub interaction_policy: InteractionPolicy,
 }
 
 impl Config {
@@ -145,6 +187,21 @@ impl Config {
                 data_dir.join("latchkey.db").to_string_lossy()
             )
         });
+        if let Some(url) = layer.consent_url.as_deref().filter(|u| !u.is_empty()) {
+            url::Url::parse(url).map_err(|e| ConfigError::Invalid("consent_url", e.to_string()))?;
+        }
+        if layer.oauth_token_lifetime_secs == Some(0) {
+            return Err(ConfigError::Invalid(
+                "oauth_token_lifetime_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if layer.oauth_auth_failure_window_secs == Some(0) {
+            return Err(ConfigError::Invalid(
+                "oauth_auth_failure_window_secs",
+                "must be at least 1".into(),
+            ));
+        }
         if let Some(url) = &layer.public_url {
             let parsed = url::Url::parse(url)
                 .map_err(|e| ConfigError::Invalid("public_url", e.to_string()))?;
@@ -171,7 +228,26 @@ impl Config {
             key_cache_ttl: secs(layer.key_cache_ttl_secs, 300),
             max_body_bytes: layer.max_body_bytes.unwrap_or(64 * 1024),
             admin_token: layer.admin_token.filter(|t| !t.is_empty()),
+            consent_url: layer.consent_url.filter(|u| !u.is_empty()),
+            idp_secret: layer.idp_secret.filter(|t| !t.is_empty()),
+            interaction_policy: InteractionPolicy {
+                incoming_payment: layer.interaction_for_incoming_payment.unwrap_or(false),
+                quote: layer.interaction_for_quote.unwrap_or(false),
+                list_all: layer.interaction_for_list_all.unwrap_or(true),
+            },
             oauth_token_lifetime: secs(layer.oauth_token_lifetime_secs, 3600),
+            oauth_limits: {
+                let d = crate::oauth::LimiterConfig::default();
+                crate::oauth::LimiterConfig {
+                    per_client: layer.oauth_auth_failures_per_client.unwrap_or(d.per_client),
+                    per_source: layer.oauth_auth_failures_per_source.unwrap_or(d.per_source),
+                    window: layer
+                        .oauth_auth_failure_window_secs
+                        .map(Duration::from_secs)
+                        .unwrap_or(d.window),
+                    trust_ttl: d.trust_ttl,
+                }
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod client_keys;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod oauth;
 pub mod sandbox;
 pub mod store;
 pub mod token_format;
@@ -85,7 +86,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     }
-    let store = store::open(&config.database).await?;
+    let stores = store::open_stores(&config.database).await?;
+    let store = stores.gnap.clone();
     let public = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Bind(config.listen, e))?;
@@ -116,29 +118,51 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ..KeyResolverConfig::default()
     })?;
     let state = AppState {
-        lifecycle: Lifecycle::new(store, config.lifetimes),
+        lifecycle: Lifecycle::new(store, config.lifetimes).with_policy(config.interaction_policy),
         keys,
         settings: Arc::new(HttpSettings {
             public_url: public_url.clone(),
             dev: config.dev,
             signature_window: config.signature_window,
             max_body_bytes: config.max_body_bytes,
+            consent_url: config.consent_url.clone(),
+            idp_secret: config.idp_secret.clone(),
         }),
         sandbox: sandbox.clone(),
+        oauth: oauth::OAuthService::new(
+            stores.oauth.clone(),
+            oauth::OAuthSettings {
+                token_lifetime: config.oauth_token_lifetime,
+                limits: config.oauth_limits,
+            },
+        ),
+        admin_token: config
+            .admin_token
+            .as_deref()
+            .map(token_format::TokenHash::of),
     };
     let (shutdown, watcher) = watch::channel(false);
     let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            // The peer address feeds the per-source limit on failed client authentications.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
         })
     };
     let tasks = vec![
         serve(public, http::public_router(state.clone()), watcher.clone()),
-        serve(private, http::private_router(state.clone()), watcher),
+        serve(
+            private,
+            http::private_router(state.clone()),
+            watcher.clone(),
+        ),
+        tokio::spawn(oauth::janitor(state.oauth.clone(), watcher)),
     ];
     tracing::info!(%public_addr, %private_addr, dev = config.dev, "latchkey serving");
     Ok(RunningServer {

@@ -330,7 +330,7 @@ async fn bad_input_gets_protocol_shaped_errors_and_the_server_keeps_serving() {
         "invalid_request",
     );
 
-    // Interactive grants are not offered yet: a clear 400.
+    // An outgoing-payment grant without `interact` cannot be consented to: a clear 400.
     let outgoing = json!([{ "type": "outgoing-payment", "actions": ["create"], "identifier": alice.wallet_address }]);
     let reply = alice.grant(&server, outgoing).await;
     assert_gnap_error(&reply, 400, "invalid_request");

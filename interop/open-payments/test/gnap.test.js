@@ -112,6 +112,29 @@ describe('latchkey + @interledger/open-payments', { timeout: 60000 }, () => {
       assertAccessEqual(r.access, quoteAccess(), 'introspected quote access');
     });
 
+    it('client as {walletAddress} and as {jwk} (the client\'s clientOverride argument)', T, async () => {
+      const viaObject = await ok('grant with client {walletAddress}', alice.grant.request(
+        { url: aliceWA.authServer }, { access_token: { access: incomingAccess() } }, { walletAddress: aliceUrl }));
+      const r1 = await active(viaObject.access_token.value, '{walletAddress} grant token');
+      assert.deepEqual(r1.client, { walletAddress: aliceUrl });
+
+      // Directed identity: the key itself, no wallet address lookup needed (non-interactive grants only).
+      const viaJwk = await ok('grant with client {jwk}', alice.grant.request(
+        { url: aliceWA.authServer }, { access_token: { access: incomingAccess() } }, { jwk: aliceKey.jwk }));
+      const r2 = await active(viaJwk.access_token.value, '{jwk} grant token');
+      assert.equal(r2.client?.jwk?.x, aliceKey.jwk.x, `introspected client ${JSON.stringify(r2.client)}`);
+      assert.equal(r2.client.jwk.kid, aliceKey.jwk.kid);
+      assert.equal(r2.client.walletAddress, undefined);
+      const rotated = await ok('rotate a {jwk} grant token', alice.token.rotate({ url: viaJwk.access_token.manage, accessToken: viaJwk.access_token.value }));
+      await ok('revoke a {jwk} grant token', alice.token.revoke({ url: rotated.access_token.manage, accessToken: rotated.access_token.value }));
+      await inactive(rotated.access_token.value, 'revoked {jwk} grant token');
+
+      // A {jwk} request must be signed by that very key.
+      const impostor = await makeClient(aliceUrl, makeKey(aliceKey.keyId));
+      await refused('{jwk} grant signed by another key', impostor.grant.request(
+        { url: aliceWA.authServer }, { access_token: { access: incomingAccess() } }, { jwk: aliceKey.jwk }));
+    });
+
     it('every grant gets its own token, manage URL and continue URI', T, async () => {
       const [a, b] = [await aliceGrant(), await aliceGrant()];
       assert.notEqual(a.access_token.value, b.access_token.value);

@@ -99,7 +99,9 @@ pub enum SignatureError {
         window_secs: i64,
     },
     /// `created` is further in the future than the allowed window.
-    #[error("signature created at {created} is more than {window_secs} s in the future (now {now})")]
+    #[error(
+        "signature created at {created} is more than {window_secs} s in the future (now {now})"
+    )]
     CreatedInFuture {
         /// The `created` parameter.
         created: i64,
@@ -241,7 +243,13 @@ fn split_uri(uri: &str) -> Option<UriParts<'_>> {
 fn is_supported_derived(name: &str) -> bool {
     matches!(
         name,
-        "@method" | "@target-uri" | "@authority" | "@scheme" | "@request-target" | "@path" | "@query"
+        "@method"
+            | "@target-uri"
+            | "@authority"
+            | "@scheme"
+            | "@request-target"
+            | "@path"
+            | "@query"
     )
 }
 
@@ -284,9 +292,7 @@ fn check_component_name(name: &str) -> Result<(), SignatureError> {
 fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, SignatureError> {
     let uri = || {
         split_uri(parts.target_uri).ok_or_else(|| {
-            SignatureError::UnsupportedComponent(format!(
-                "{name} (the target URI is not absolute)"
-            ))
+            SignatureError::UnsupportedComponent(format!("{name} (the target URI is not absolute)"))
         })
     };
     let value = match name {
@@ -302,10 +308,7 @@ fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, Signa
         // omitted."
         "@authority" => {
             let u = uri()?;
-            let host_port = u
-                .authority
-                .rsplit_once('@')
-                .map_or(u.authority, |(_, h)| h);
+            let host_port = u.authority.rsplit_once('@').map_or(u.authority, |(_, h)| h);
             let lower = host_port.to_ascii_lowercase();
             let scheme = u.scheme.to_ascii_lowercase();
             let default_port = match scheme.as_str() {
@@ -314,9 +317,7 @@ fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, Signa
                 _ => None,
             };
             match default_port {
-                Some(p) if lower.ends_with(p) && !lower.ends_with(']') => {
-                    lower[..lower.len() - p.len()].to_string()
-                }
+                Some(p) if lower.ends_with(p) => lower[..lower.len() - p.len()].to_string(),
                 _ => lower,
             }
         }
@@ -469,7 +470,7 @@ impl ParsedSignature {
     /// Checks the signature with the client's key.
     ///
     /// RFC 9421 §3.3.6: "To verify using this algorithm, the signer applies the Ed25519
-    /// algorithm defined in Section 5.1.7 of [RFC8032] using the public key portion of the
+    /// algorithm defined in Section 5.1.7 of \[RFC8032\] using the public key portion of the
     /// verification key material (A) and the signature base recreated as described in
     /// Section 3.2. The signature base is taken as the input message (M) with no prehash
     /// function." Strict verification also refuses small-order keys and non-canonical points.
@@ -540,7 +541,9 @@ impl ParsedSignature {
 
 /// Reads the `Signature-Input` and `Signature` headers of `parts` and parses them with
 /// [`parse_signature`]. Several instances of a header are joined with `", "`.
-pub fn parse_request_signature(parts: &RequestParts<'_>) -> Result<ParsedSignature, SignatureError> {
+pub fn parse_request_signature(
+    parts: &RequestParts<'_>,
+) -> Result<ParsedSignature, SignatureError> {
     let input = parts
         .header("signature-input")
         .ok_or(SignatureError::MissingHeader("Signature-Input"))?;
@@ -880,7 +883,9 @@ mod tests {
         ));
         assert_eq!(
             component_value(&parts, "authorization"),
-            Err(SignatureError::ComponentHeaderAbsent("authorization".into()))
+            Err(SignatureError::ComponentHeaderAbsent(
+                "authorization".into()
+            ))
         );
     }
 

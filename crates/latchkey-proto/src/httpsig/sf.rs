@@ -440,17 +440,15 @@ mod tests {
 
     #[test]
     fn dictionary_keeps_raw_value_span() {
-        let text = r#"sig1=("@method" "@target-uri");keyid="k";created=1, sig2=(@method);created=2"#;
+        let text =
+            r#"sig1=("@method" "@target-uri");keyid="k";created=1, sig2=(@method);created=2"#;
         let members = parse_dictionary(text).unwrap();
         assert_eq!(members.len(), 2);
         assert_eq!(
             &text[members[0].value_span.clone()],
             r#"("@method" "@target-uri");keyid="k";created=1"#
         );
-        assert_eq!(
-            &text[members[1].value_span.clone()],
-            "(@method);created=2"
-        );
+        assert_eq!(&text[members[1].value_span.clone()], "(@method);created=2");
         match &members[1].value {
             MemberValue::InnerList(items) => {
                 assert_eq!(items[0].value, "@method");
@@ -463,7 +461,10 @@ mod tests {
     #[test]
     fn byte_sequences_and_errors() {
         let members = parse_dictionary("sha-256=:AAEC:, md5=:AAAAAAAAAAAAAAAAAAAAAA==:").unwrap();
-        assert_eq!(members[0].value, MemberValue::Item(BareItem::Bytes(vec![0, 1, 2])));
+        assert_eq!(
+            members[0].value,
+            MemberValue::Item(BareItem::Bytes(vec![0, 1, 2]))
+        );
         assert!(parse_dictionary("sha-256=:AAEC").is_err());
         assert!(parse_dictionary("sha-256=:AAEC:,").is_err());
         assert!(parse_dictionary("=x").is_err());

@@ -20,9 +20,21 @@ pub enum DomainError {
     /// The grant is finalized and accepts no further continuation.
     #[error("the grant is finalized ({0}) and accepts no further updates")]
     GrantFinalized(&'static str),
-    /// The grant needs interaction, which this server does not offer for it.
+    /// No interaction has this id and nonce.
+    #[error("no interaction has this id and nonce")]
+    UnknownInteraction,
+    /// The interaction cannot do this now (expired, already decided, no session).
     #[error("{0}")]
-    InteractionNotSupported(String),
+    InvalidInteraction(String),
+    /// The continuation is not allowed now (wrong `interact_ref`).
+    #[error("{0}")]
+    InvalidContinuation(String),
+    /// The client polled before `wait` elapsed.
+    #[error("the client must wait {0} seconds between continuation requests")]
+    TooFast(u64),
+    /// The resource owner rejected the grant.
+    #[error("the resource owner rejected the grant")]
+    Rejected,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

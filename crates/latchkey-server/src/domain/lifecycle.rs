@@ -4,12 +4,13 @@
 //! these functions apply the rules of [`super::grant`] and [`super::token`] and persist the
 //! outcome through the [`Store`].
 
-use latchkey_proto::gnap::{AccessItem, IntrospectResponse};
+use latchkey_proto::gnap::{AccessItem, Action, InteractRequest, IntrospectResponse};
 use std::time::Duration;
 
 use super::clock::{now_ms, Millis};
 use super::error::DomainError;
 use super::grant::{CancelDecision, ClientKeySource, Finalization, Grant, GrantState};
+use super::interaction::Interaction;
 use super::token::{decide_rotate, AccessTokenRecord, RotateDecision, TokenStatus};
 use crate::store::{RotateOutcome, SharedStore};
 use crate::token_format::{new_id, TokenHash, TokenValue};
@@ -35,6 +36,72 @@ impl Default for Lifetimes {
     }
 }
 
+/// Which grants need the resource owner's consent.
+///
+/// Open Payments: every `outgoing-payment` grant does; `list-all` access does by default;
+/// incoming-payment and quote grants do when the operator says so.
+#[derive(Debug, Clone, Copy)]
+pub struct InteractionPolicy {
+    /// Incoming-payment grants need interaction.
+    pub incoming_payment: bool,
+    /// Quote grants need interaction.
+    pub quote: bool,
+    /// Access with the `list-all` action needs interaction.
+    pub list_all: bool,
+}
+
+impl Default for InteractionPolicy {
+    fn default() -> Self {
+        InteractionPolicy {
+            incoming_payment: false,
+            quote: false,
+            list_all: true,
+        }
+    }
+}
+
+impl InteractionPolicy {
+    /// True when `access` needs the resource owner.
+    pub fn requires_interaction(&self, access: &[AccessItem]) -> bool {
+        access.iter().any(|item| match item {
+            AccessItem::OutgoingPayment(_) => true,
+            AccessItem::IncomingPayment(_) if self.incoming_payment => true,
+            AccessItem::Quote(_) if self.quote => true,
+            other => self.list_all && other.actions().contains(&Action::ListAll),
+        })
+    }
+}
+
+/// What a continuation request produced.
+#[derive(Debug)]
+pub enum ContinueOutcome {
+    /// Still waiting for the resource owner; poll again after `wait` seconds.
+    Pending {
+        /// Seconds to wait.
+        wait_secs: u64,
+    },
+    /// The grant was approved: here is its access token.
+    Issued(AccessTokenRecord, TokenValue),
+}
+
+/// What the end of an interaction tells the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// Approved: redirect to `finish_uri` with `hash` and `interact_ref`, or, without a finish
+    /// URI, tell the user the client will pick the grant up.
+    Approved {
+        /// The interaction (finish URI, nonces).
+        interaction: Interaction,
+        /// The interaction reference.
+        interact_ref: String,
+    },
+    /// Rejected: redirect with `result=grant_rejected`.
+    Rejected {
+        /// The interaction.
+        interaction: Interaction,
+    },
+}
+
 /// A grant just issued, with the secret values to hand to the client once.
 #[derive(Debug)]
 pub struct IssuedGrant {
@@ -44,6 +111,8 @@ pub struct IssuedGrant {
     pub continue_token: TokenValue,
     /// The access token, for grants approved at once.
     pub access_token: Option<(AccessTokenRecord, TokenValue)>,
+    /// The interaction, for grants that need the resource owner.
+    pub interaction: Option<Interaction>,
 }
 
 /// The lifecycle service.
@@ -51,6 +120,7 @@ pub struct IssuedGrant {
 pub struct Lifecycle {
     store: SharedStore,
     lifetimes: Lifetimes,
+    policy: InteractionPolicy,
 }
 
 fn millis(d: Duration) -> Millis {
@@ -60,7 +130,17 @@ fn millis(d: Duration) -> Millis {
 impl Lifecycle {
     /// A lifecycle over `store`.
     pub fn new(store: SharedStore, lifetimes: Lifetimes) -> Self {
-        Lifecycle { store, lifetimes }
+        Lifecycle {
+            store,
+            lifetimes,
+            policy: InteractionPolicy::default(),
+        }
+    }
+
+    /// The same lifecycle with another interaction policy.
+    pub fn with_policy(mut self, policy: InteractionPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The store (for health checks).
@@ -86,49 +166,18 @@ impl Lifecycle {
         (record, value)
     }
 
-    /// Issues a grant that needs no interaction: incoming-payment and quote access.
-    ///
-    /// Open Payments: "incoming-payment and quote grants are issued at once"; `outgoing-payment`
-    /// needs the resource owner's consent, which comes with interactive grants.
+    /// Handles a grant request: grants that need no interaction (incoming-payment and quote
+    /// access by default) are issued at once; the others wait for the resource owner.
     pub async fn request_grant(
         &self,
         client: ClientKeySource,
         access: Vec<AccessItem>,
-        interact_requested: bool,
+        interact: Option<InteractRequest>,
     ) -> Result<IssuedGrant, DomainError> {
-        if access.is_empty() {
-            return Err(DomainError::InvalidRequest(
-                "access_token.access must name at least one access item".into(),
-            ));
-        }
-        if access.len() > 3 {
-            return Err(DomainError::InvalidRequest(
-                "access_token.access may hold at most 3 items".into(),
-            ));
-        }
-        for (i, item) in access.iter().enumerate() {
-            item.validate()
-                .map_err(|e| DomainError::InvalidRequest(format!("access item {i}: {e}")))?;
-            if access[..i].contains(item) {
-                return Err(DomainError::InvalidRequest(format!(
-                    "access item {i} repeats an earlier item"
-                )));
-            }
-        }
-        if access
-            .iter()
-            .any(|item| matches!(item, AccessItem::OutgoingPayment(_)))
-        {
-            return Err(DomainError::InteractionNotSupported(
-                "outgoing-payment access needs the resource owner's consent through interaction, \
-                 which this server does not offer yet"
-                    .into(),
-            ));
-        }
-        let _ = interact_requested;
+        validate_access(&access)?;
         let now = now_ms();
         let continue_token = TokenValue::generate();
-        let grant = Grant {
+        let mut grant = Grant {
             id: new_id(),
             continue_id: new_id(),
             continue_token_hash: continue_token.hash(),
@@ -139,14 +188,100 @@ impl Lifecycle {
             created_at: now,
             last_continued_at: None,
         };
-        let access_token = self.new_token(&grant.id, now);
+        if !self.policy.requires_interaction(&grant.access) {
+            let access_token = self.new_token(&grant.id, now);
+            self.store
+                .create_grant(&grant, Some(&access_token.0))
+                .await?;
+            return Ok(IssuedGrant {
+                grant,
+                continue_token,
+                access_token: Some(access_token),
+                interaction: None,
+            });
+        }
+        let interaction = self.interaction_for(&grant, interact, now)?;
+        grant.state = GrantState::Pending;
+        // The first poll must wait `wait` seconds too.
+        grant.last_continued_at = Some(now);
         self.store
-            .create_grant(&grant, Some(&access_token.0))
+            .create_interactive_grant(&grant, &interaction)
             .await?;
         Ok(IssuedGrant {
             grant,
             continue_token,
-            access_token: Some(access_token),
+            access_token: None,
+            interaction: Some(interaction),
+        })
+    }
+
+    fn interaction_for(
+        &self,
+        grant: &Grant,
+        interact: Option<InteractRequest>,
+        now: Millis,
+    ) -> Result<Interaction, DomainError> {
+        let Some(interact) = interact else {
+            return Err(DomainError::InvalidRequest(
+                "this access needs the resource owner's consent: send `interact` with \
+                 start [\"redirect\"]"
+                    .into(),
+            ));
+        };
+        if !interact.start.iter().any(|s| s == "redirect") {
+            return Err(DomainError::InvalidRequest(
+                "interact.start must include `redirect`".into(),
+            ));
+        }
+        if matches!(grant.client, ClientKeySource::Jwk(_)) {
+            return Err(DomainError::InvalidRequest(
+                "a client identified by a bare `jwk` may only request grants that need no \
+                 interaction; identify the client by its wallet address"
+                    .into(),
+            ));
+        }
+        if let Some(item) = grant.access.iter().find(|i| i.identifier().is_none()) {
+            return Err(DomainError::InvalidRequest(format!(
+                "every access item of an interactive grant must carry an `identifier` \
+                 ({} has none)",
+                item.type_name()
+            )));
+        }
+        let (finish_uri, client_nonce) = match interact.finish {
+            None => (None, None),
+            Some(finish) => {
+                if finish.method != "redirect" {
+                    return Err(DomainError::InvalidRequest(format!(
+                        "interact.finish.method `{}` is not supported; use `redirect`",
+                        finish.method
+                    )));
+                }
+                let uri = url::Url::parse(&finish.uri).map_err(|e| {
+                    DomainError::InvalidRequest(format!("interact.finish.uri is not a URL: {e}"))
+                })?;
+                if !matches!(uri.scheme(), "http" | "https") {
+                    return Err(DomainError::InvalidRequest(
+                        "interact.finish.uri must be an http(s) URL".into(),
+                    ));
+                }
+                if finish.nonce.is_empty() || finish.nonce.len() > 256 {
+                    return Err(DomainError::InvalidRequest(
+                        "interact.finish.nonce must be 1 to 256 characters".into(),
+                    ));
+                }
+                (Some(finish.uri), Some(finish.nonce))
+            }
+        };
+        Ok(Interaction {
+            id: new_id(),
+            nonce: new_id(),
+            grant_id: grant.id.clone(),
+            finish_uri,
+            client_nonce,
+            interact_ref: None,
+            session_hash: None,
+            created_at: now,
+            expires_at: now.saturating_add(millis(self.lifetimes.interaction)),
         })
     }
 
@@ -208,25 +343,185 @@ impl Lifecycle {
         }
     }
 
-    /// Continues a grant. Grants issued at once and cancelled grants are finalized.
+    /// Continues a grant (RFC 9635 §5): with the `interact_ref` from the finish redirect, or by
+    /// polling when the client gave no finish URI.
     pub async fn continue_grant(
         &self,
         grant: &Grant,
-        _interact_ref: Option<&str>,
-    ) -> Result<std::convert::Infallible, DomainError> {
+        interact_ref: Option<&str>,
+    ) -> Result<ContinueOutcome, DomainError> {
         match grant.state {
             GrantState::Finalized(Finalization::Issued) => {
-                Err(DomainError::GrantFinalized("its access token was issued"))
+                return Err(DomainError::GrantFinalized("its access token was issued"))
             }
             GrantState::Finalized(Finalization::Revoked) => {
-                Err(DomainError::GrantFinalized("it was cancelled"))
+                return Err(DomainError::GrantFinalized("it was cancelled"))
             }
-            GrantState::Finalized(Finalization::Rejected) => Err(DomainError::GrantFinalized(
-                "the resource owner rejected it",
+            GrantState::Finalized(Finalization::Rejected) => return Err(DomainError::Rejected),
+            GrantState::Pending | GrantState::Approved => {}
+        }
+        let interaction = self
+            .store
+            .interaction_by_grant(&grant.id)
+            .await?
+            .ok_or(DomainError::UnknownGrant)?;
+        let now = now_ms();
+        match interact_ref {
+            Some(presented) => {
+                // RFC 9635 §5.1: "the AS MUST verify that the interaction reference ... is
+                // associated with the grant request being continued".
+                let matches = interaction
+                    .interact_ref
+                    .as_deref()
+                    .is_some_and(|own| TokenHash::of(own).ct_eq(&TokenHash::of(presented)));
+                if !matches {
+                    return Err(DomainError::InvalidContinuation(
+                        "interact_ref does not belong to this grant".into(),
+                    ));
+                }
+            }
+            None => {
+                if interaction.finish_uri.is_some() {
+                    return Err(DomainError::InvalidRequest(
+                        "interact_ref is required: the client asked for a finish redirect".into(),
+                    ));
+                }
+                let wait_ms = millis(std::time::Duration::from_secs(grant.wait_secs));
+                if !self
+                    .store
+                    .touch_continuation(&grant.id, now, wait_ms)
+                    .await?
+                {
+                    return Err(DomainError::TooFast(grant.wait_secs));
+                }
+            }
+        }
+        if grant.state == GrantState::Pending {
+            return Ok(ContinueOutcome::Pending {
+                wait_secs: grant.wait_secs,
+            });
+        }
+        let (token, value) = self.new_token(&grant.id, now);
+        if self
+            .store
+            .issue_approved_grant(&grant.id, &token, now)
+            .await?
+        {
+            Ok(ContinueOutcome::Issued(token, value))
+        } else {
+            Err(DomainError::GrantFinalized("its access token was issued"))
+        }
+    }
+
+    /// The interaction with `id`, if `nonce` is its nonce.
+    pub async fn interaction(
+        &self,
+        id: &str,
+        nonce: &str,
+    ) -> Result<(Interaction, Grant), DomainError> {
+        let (interaction, grant) = self
+            .store
+            .interaction_by_id(id)
+            .await?
+            .ok_or(DomainError::UnknownInteraction)?;
+        if !TokenHash::of(&interaction.nonce).ct_eq(&TokenHash::of(nonce)) {
+            return Err(DomainError::UnknownInteraction);
+        }
+        Ok((interaction, grant))
+    }
+
+    /// Starts the interaction in the user's browser: binds a new session to it and returns the
+    /// session value for the cookie.
+    pub async fn start_interaction(
+        &self,
+        id: &str,
+        nonce: &str,
+    ) -> Result<(Interaction, Grant, TokenValue), DomainError> {
+        let (interaction, grant) = self.interaction(id, nonce).await?;
+        if interaction.is_expired(now_ms()) {
+            return Err(DomainError::InvalidInteraction(
+                "the interaction has expired".into(),
+            ));
+        }
+        if grant.state != GrantState::Pending {
+            return Err(DomainError::InvalidInteraction(
+                "the grant is no longer waiting for consent".into(),
+            ));
+        }
+        let session = TokenValue::generate();
+        self.store
+            .bind_interaction_session(&interaction.id, &session.hash())
+            .await?;
+        Ok((interaction, grant, session))
+    }
+
+    /// Checks that `session` (the cookie value) is the session bound to the interaction.
+    pub fn require_session(
+        interaction: &Interaction,
+        session: Option<&str>,
+    ) -> Result<(), DomainError> {
+        let bound = interaction.session_hash.as_ref();
+        match (bound, session) {
+            (Some(bound), Some(presented)) if bound.ct_eq(&TokenHash::of(presented)) => Ok(()),
+            _ => Err(DomainError::InvalidInteraction(
+                "no interaction session in this browser: start again from the client".into(),
             )),
-            GrantState::Pending | GrantState::Approved => Err(
-                DomainError::InteractionNotSupported("interactive grants are not supported".into()),
-            ),
+        }
+    }
+
+    /// Records the resource owner's decision on a pending grant.
+    pub async fn decide(
+        &self,
+        interaction: &Interaction,
+        grant: &Grant,
+        approve: bool,
+    ) -> Result<(), DomainError> {
+        let now = now_ms();
+        if interaction.is_expired(now) {
+            return Err(DomainError::InvalidInteraction(
+                "the interaction has expired".into(),
+            ));
+        }
+        if grant.state != GrantState::Pending
+            || !self.store.decide_grant(&grant.id, approve, now).await?
+        {
+            return Err(DomainError::InvalidInteraction(
+                "the grant was already accepted, rejected or cancelled".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the interaction: approved grants get an interaction reference, rejected ones a
+    /// rejection; the browser session must be the one that started it.
+    pub async fn finish_interaction(
+        &self,
+        id: &str,
+        nonce: &str,
+        session: Option<&str>,
+    ) -> Result<FinishOutcome, DomainError> {
+        let (interaction, grant) = self.interaction(id, nonce).await?;
+        Self::require_session(&interaction, session)?;
+        match grant.state {
+            GrantState::Approved => {
+                let interact_ref = self
+                    .store
+                    .set_interact_ref(&interaction.id, &new_id())
+                    .await?;
+                Ok(FinishOutcome::Approved {
+                    interaction,
+                    interact_ref,
+                })
+            }
+            GrantState::Finalized(Finalization::Rejected) => {
+                Ok(FinishOutcome::Rejected { interaction })
+            }
+            GrantState::Pending => Err(DomainError::InvalidInteraction(
+                "the grant was neither accepted nor rejected yet".into(),
+            )),
+            GrantState::Finalized(_) => Err(DomainError::InvalidInteraction(
+                "the interaction is already finished".into(),
+            )),
         }
     }
 
@@ -268,4 +563,28 @@ impl Lifecycle {
             client: Some(grant.client.to_introspect_client()),
         })
     }
+}
+
+/// The spec's rules on an access list: 1 to 3 unique, valid items.
+fn validate_access(access: &[AccessItem]) -> Result<(), DomainError> {
+    if access.is_empty() {
+        return Err(DomainError::InvalidRequest(
+            "access_token.access must name at least one access item".into(),
+        ));
+    }
+    if access.len() > 3 {
+        return Err(DomainError::InvalidRequest(
+            "access_token.access may hold at most 3 items".into(),
+        ));
+    }
+    for (i, item) in access.iter().enumerate() {
+        item.validate()
+            .map_err(|e| DomainError::InvalidRequest(format!("access item {i}: {e}")))?;
+        if access[..i].contains(item) {
+            return Err(DomainError::InvalidRequest(format!(
+                "access item {i} repeats an earlier item"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod error;
 pub mod grant;
+pub mod interaction;
 pub mod lifecycle;
 pub mod token;
 

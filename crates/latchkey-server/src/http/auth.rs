@@ -17,6 +17,11 @@ use crate::token_format::TokenHash;
 /// RFC 9635 §7.2: "the client instance MUST present the access token using the GNAP
 /// authorization scheme".
 pub fn presented_token(req: &RawRequest) -> Result<TokenHash, GnapError> {
+    Ok(TokenHash::of(&presented_token_value(req)?))
+}
+
+/// The token presented as `Authorization: GNAP <value>`.
+pub fn presented_token_value(req: &RawRequest) -> Result<String, GnapError> {
     let value = req
         .headers
         .get(header::AUTHORIZATION)
@@ -32,7 +37,7 @@ pub fn presented_token(req: &RawRequest) -> Result<TokenHash, GnapError> {
             "the Authorization header must be `GNAP <access token>`".into(),
         ));
     }
-    Ok(TokenHash::of(token))
+    Ok(token.to_string())
 }
 
 /// Checks that the presented token is `expected` (constant time).

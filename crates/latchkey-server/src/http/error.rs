@@ -11,6 +11,7 @@ use latchkey_proto::oauth::{OAuthErrorBody, OAuthErrorCode};
 
 use crate::client_keys::KeyResolveError;
 use crate::domain::DomainError;
+use crate::oauth::OAuthFailure;
 use crate::store::StoreError;
 
 /// A refusal on a GNAP endpoint.
@@ -37,9 +38,12 @@ pub enum GnapError {
     /// Method not allowed on this route.
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
-    /// Missing or wrong credentials on a private endpoint (admin, identity provider).
+    /// Missing or wrong credentials on a private endpoint (admin).
     #[error("{0}")]
     Unauthorized(String),
+    /// Missing or wrong `x-idp-secret` (id-provider.yaml: 401 `invalid_request`).
+    #[error("{0}")]
+    IdpUnauthorized(String),
     /// Refused by the lifecycle rules.
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -115,11 +119,14 @@ impl GnapError {
                 ErrorCode::InvalidRequest,
                 text,
             ),
+            GnapError::IdpUnauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidRequest, text)
+            }
             GnapError::Unauthorized(_) => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::InvalidClient, text)
             }
             GnapError::Domain(d) => match d {
-                DomainError::InvalidRequest(_) | DomainError::InteractionNotSupported(_) => {
+                DomainError::InvalidRequest(_) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, text)
                 }
                 DomainError::UnknownToken => {
@@ -131,11 +138,21 @@ impl GnapError {
                 DomainError::TokenNotLive => {
                     (StatusCode::BAD_REQUEST, ErrorCode::InvalidRotation, text)
                 }
-                DomainError::GrantFinalized(_) => (
+                DomainError::GrantFinalized(_) | DomainError::InvalidContinuation(_) => (
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::InvalidContinuation,
                     text,
                 ),
+                DomainError::UnknownInteraction => {
+                    (StatusCode::NOT_FOUND, ErrorCode::UnknownInteraction, text)
+                }
+                DomainError::InvalidInteraction(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::InvalidInteraction,
+                    text,
+                ),
+                DomainError::TooFast(_) => (StatusCode::BAD_REQUEST, ErrorCode::TooFast, text),
+                DomainError::Rejected => (StatusCode::UNAUTHORIZED, ErrorCode::RequestDenied, text),
                 DomainError::Store(e) => store_status(e),
             },
         }
@@ -167,6 +184,19 @@ pub struct OAuthError {
     pub description: String,
     /// `Retry-After` seconds, for rate limiting and outages.
     pub retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge sent with a 401.
+    pub challenge: Challenge,
+}
+
+/// The authentication scheme a 401 asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// Client authentication (RFC 6749 §5.2: "the authorization server MUST respond with an
+    /// HTTP 401 (Unauthorized) status code and include the "WWW-Authenticate" response header
+    /// field matching the authentication scheme used by the client").
+    Basic,
+    /// A bearer token (RFC 6750 §3): token info and the admin API.
+    Bearer,
 }
 
 impl OAuthError {
@@ -195,6 +225,58 @@ impl OAuthError {
             code,
             description: description.into(),
             retry_after: None,
+            challenge: Challenge::Basic,
+        }
+    }
+
+    /// 413 `invalid_request`: the body is over the limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthErrorCode::InvalidRequest,
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 401 `invalid_token` with a Bearer challenge (RFC 6750 §3.1).
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::InvalidToken,
+            description,
+        )
+        .with_challenge(Challenge::Bearer)
+    }
+
+    /// The same refusal with another `WWW-Authenticate` scheme.
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = challenge;
+        self
+    }
+}
+
+impl From<OAuthFailure> for OAuthError {
+    fn from(failure: OAuthFailure) -> Self {
+        let text = failure.to_string();
+        match failure {
+            OAuthFailure::InvalidClient(_) => OAuthError::invalid_client(text),
+            OAuthFailure::RateLimited { retry_after_secs } => OAuthError {
+                retry_after: Some(retry_after_secs),
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    OAuthErrorCode::SlowDown,
+                    text,
+                )
+            },
+            OAuthFailure::InvalidScope(_) => {
+                OAuthError::new(StatusCode::BAD_REQUEST, OAuthErrorCode::InvalidScope, text)
+            }
+            OAuthFailure::InvalidRequest(_) => OAuthError::invalid_request(text),
+            OAuthFailure::InvalidToken(_) => OAuthError::invalid_token(text),
+            OAuthFailure::UnknownClient(_) => {
+                OAuthError::new(StatusCode::NOT_FOUND, OAuthErrorCode::InvalidRequest, text)
+            }
+            OAuthFailure::Store(e) => e.into(),
         }
     }
 }
@@ -212,6 +294,7 @@ impl From<StoreError> for OAuthError {
             code,
             description,
             retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+            challenge: Challenge::Basic,
         }
     }
 }
@@ -226,10 +309,18 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"latchkey\", charset=\"UTF-8\""),
-            );
+            let challenge = match self.challenge {
+                Challenge::Basic => {
+                    HeaderValue::from_static("Basic realm=\"latchkey\", charset=\"UTF-8\"")
+                }
+                // RFC 6750 §3: `error` names the refusal; the code is a fixed ASCII word.
+                Challenge::Bearer => HeaderValue::from_str(&format!(
+                    "Bearer realm=\"latchkey\", error=\"{}\"",
+                    self.code
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"latchkey\"")),
+            };
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

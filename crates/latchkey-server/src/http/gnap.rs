@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_proto::gnap::{
     AccessToken, ClientRef, Continue, ContinueRequest, ContinueToken, GrantRequest, GrantResponse,
-    RotateResponse,
+    InteractResponse, RotateResponse,
 };
 
 use super::auth::{require_bound_token, verify_signature};
@@ -16,6 +16,7 @@ use super::request::RawRequest;
 use super::AppState;
 use crate::domain::clock::now_ms;
 use crate::domain::grant::ClientKeySource;
+use crate::domain::lifecycle::ContinueOutcome;
 use crate::domain::token::AccessTokenRecord;
 use crate::domain::DomainError;
 use crate::token_format::{looks_like_id, TokenValue};
@@ -95,31 +96,28 @@ async fn grant_request(
             "`access_token` is required (subject-only requests are not supported)".into(),
         ));
     };
-    if let Some(interact) = &request.interact {
-        if !interact.start.iter().any(|s| s == "redirect") {
-            return Err(GnapError::InvalidRequest(
-                "interact.start must include `redirect`".into(),
-            ));
-        }
-    }
     let issued = state
         .lifecycle
-        .request_grant(source, access_token.access, request.interact.is_some())
+        .request_grant(source, access_token.access, request.interact)
         .await?;
     let access_token = issued.access_token.as_ref().map(|(record, value)| {
         access_token_body(&state, record, value, issued.grant.access.clone())
     });
-    tracing::info!(grant = %issued.grant.id, "grant issued");
+    let interact = issued.interaction.as_ref().map(|i| InteractResponse {
+        redirect: state.settings.interaction_url(&i.id, &i.nonce),
+        finish: i.nonce.clone(),
+    });
+    tracing::info!(grant = %issued.grant.id, interactive = interact.is_some(), "grant requested");
     Ok(Json(GrantResponse {
         access_token,
-        interact: None,
         continue_: Continue {
             access_token: ContinueToken {
                 value: issued.continue_token.expose().to_string(),
             },
             uri: state.settings.continue_url(&issued.grant.continue_id),
-            wait: None,
+            wait: interact.as_ref().map(|_| issued.grant.wait_secs),
         },
+        interact,
     }))
 }
 
@@ -149,10 +147,45 @@ async fn continue_grant(
     } else {
         req.json()?
     };
-    match state
+    let outcome = state
         .lifecycle
         .continue_grant(&grant, body.interact_ref.as_deref())
-        .await? {}
+        .await?;
+    // The continuation token is unchanged; the client presented it, so echo it back.
+    let continue_token = super::auth::presented_token_value(&req)?;
+    let uri = state.settings.continue_url(&grant.continue_id);
+    Ok(Json(match outcome {
+        ContinueOutcome::Pending { wait_secs } => GrantResponse {
+            access_token: None,
+            interact: None,
+            continue_: Continue {
+                access_token: ContinueToken {
+                    value: continue_token,
+                },
+                uri,
+                wait: Some(wait_secs),
+            },
+        },
+        ContinueOutcome::Issued(record, value) => {
+            tracing::info!(grant = %grant.id, "grant approved and issued");
+            GrantResponse {
+                access_token: Some(access_token_body(
+                    &state,
+                    &record,
+                    &value,
+                    grant.access.clone(),
+                )),
+                interact: None,
+                continue_: Continue {
+                    access_token: ContinueToken {
+                        value: continue_token,
+                    },
+                    uri,
+                    wait: None,
+                },
+            }
+        }
+    }))
 }
 
 /// `DELETE /continue/{id}`: RFC 9635 §5.4 "the client instance can cancel the grant request";

@@ -4,9 +4,13 @@
 //! wallets) and the **private** one (GNAP introspection, health), so that network placement
 //! alone keeps introspection off the internet.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod gnap;
+pub mod idp;
+pub mod interaction;
+pub mod oauth;
 pub mod private;
 pub mod request;
 pub mod sandbox;
@@ -33,6 +37,10 @@ pub struct AppState {
     pub settings: Arc<HttpSettings>,
     /// Sandbox wallets (development mode only).
     pub sandbox: Option<Arc<Sandbox>>,
+    /// OAuth 2.0 clients and tokens (Kopo Kopo style).
+    pub oauth: crate::oauth::OAuthService,
+    /// SHA-256 of the admin API token; `None` turns the admin API off.
+    pub admin_token: Option<crate::token_format::TokenHash>,
 }
 
 /// Settings of the HTTP layer.
@@ -46,12 +54,26 @@ pub struct HttpSettings {
     pub signature_window: Duration,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// An identity provider's consent page; without one, the built-in page is used.
+    pub consent_url: Option<String>,
+    /// Secret the identity provider sends as `x-idp-secret`; without one, the IdP API is off.
+    pub idp_secret: Option<String>,
 }
 
 impl HttpSettings {
     /// `{public_url}/token/{id}`.
     pub fn manage_url(&self, manage_id: &str) -> String {
         format!("{}/token/{manage_id}", self.public_url)
+    }
+
+    /// `{public_url}/interact/{id}/{nonce}`: where the client sends the user.
+    pub fn interaction_url(&self, id: &str, nonce: &str) -> String {
+        format!("{}/interact/{id}/{nonce}", self.public_url)
+    }
+
+    /// `{public_url}/`: the grant endpoint, an input of the interaction hash.
+    pub fn grant_endpoint(&self) -> String {
+        format!("{}/", self.public_url)
     }
 
     /// `{public_url}/continue/{id}`.
@@ -62,7 +84,9 @@ impl HttpSettings {
 
 /// The public listener's routes.
 pub fn public_router(state: AppState) -> Router {
-    let mut router = gnap::routes();
+    let mut router = gnap::routes()
+        .merge(interaction::routes())
+        .merge(oauth::routes());
     if state.sandbox.is_some() {
         router = router.merge(sandbox::routes());
     }
@@ -71,7 +95,12 @@ pub fn public_router(state: AppState) -> Router {
 
 /// The private listener's routes.
 pub fn private_router(state: AppState) -> Router {
-    finish(private::routes(), state)
+    finish(
+        private::routes()
+            .merge(idp::routes())
+            .merge(admin::routes()),
+        state,
+    )
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> Router {

@@ -1,15 +1,22 @@
-//! Storage: one trait, implemented for SQLite (the embedded default) and, later, PostgreSQL.
+//! Storage: one trait, implemented for SQLite (the embedded default) and PostgreSQL (many nodes).
 //! Both pass the same conformance suite (`tests/store_conformance.rs`).
 //!
 //! Storage sees token *hashes* only ([`TokenHash`]); generating values is the token format's job.
 
+pub mod oauth;
+pub mod postgres;
+mod schema;
 pub mod sqlite;
+
+pub use oauth::{OAuthStore, SharedOAuthStore};
+pub use schema::{AppliedMigration, MigrationReport};
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::domain::clock::Millis;
 use crate::domain::grant::Grant;
+use crate::domain::interaction::Interaction;
 use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
 
@@ -41,6 +48,8 @@ pub enum RotateOutcome {
 }
 
 /// The persistence the token lifecycle needs. Every method is one transaction.
+// Default bodies exist only until every store implements the interaction methods.
+#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a grant and, for grants issued at once, its first access token.
@@ -82,20 +91,160 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness check for health endpoints.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes the store's connections, waiting for them to finish. Later calls fail.
+    async fn close(&self) {}
+
+    /// Inserts a pending grant and its interaction, in one transaction.
+    async fn create_interactive_grant(
+        &self,
+        grant: &Grant,
+        interaction: &Interaction,
+    ) -> Result<(), StoreError> {
+        Err(not_supported())
+    }
+
+    /// The interaction with this public id, with its grant.
+    async fn interaction_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Interaction, Grant)>, StoreError> {
+        Err(not_supported())
+    }
+
+    /// The interaction of a grant, if it has one.
+    async fn interaction_by_grant(
+        &self,
+        grant_id: &str,
+    ) -> Result<Option<Interaction>, StoreError> {
+        Err(not_supported())
+    }
+
+    /// Binds the browser session that started the interaction (replacing an earlier one).
+    async fn bind_interaction_session(
+        &self,
+        interaction_id: &str,
+        session: &TokenHash,
+    ) -> Result<(), StoreError> {
+        Err(not_supported())
+    }
+
+    /// Records the resource owner's decision: `pending` becomes `approved` or `rejected`.
+    /// Returns false (and changes nothing) when the grant was no longer pending.
+    async fn decide_grant(
+        &self,
+        grant_id: &str,
+        approve: bool,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+
+    /// Sets the interaction reference once; returns the reference in force afterwards.
+    async fn set_interact_ref(
+        &self,
+        interaction_id: &str,
+        interact_ref: &str,
+    ) -> Result<String, StoreError> {
+        Err(not_supported())
+    }
+
+    /// Finalizes an approved grant as issued and inserts its first token, atomically.
+    /// Returns false (and changes nothing) when the grant was not `approved` any more.
+    async fn issue_approved_grant(
+        &self,
+        grant_id: &str,
+        token: &AccessTokenRecord,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+
+    /// Records a continuation poll unless the previous one was less than `wait_ms` ago.
+    /// Returns false (and changes nothing) when the client polls too fast.
+    async fn touch_continuation(
+        &self,
+        grant_id: &str,
+        now: Millis,
+        wait_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+}
+
+/// The error of interaction methods a store has not implemented yet.
+fn not_supported() -> StoreError {
+    StoreError::Open("interactive grants are not supported by this store yet".into())
 }
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store a database URL names: `sqlite:///path/file.db` (or `sqlite://relative.db`,
-/// `sqlite::memory:`).
+/// True for the URLs [`postgres::PostgresStore`] serves: `postgres://` and `postgresql://`.
+pub fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+fn unsupported_scheme(database_url: &str) -> StoreError {
+    StoreError::Open(format!(
+        "unsupported database URL scheme in `{}:` (expected sqlite:///path/file.db or \
+         postgres://user@host/database)",
+        database_url.split(':').next().unwrap_or_default()
+    ))
+}
+
+/// Opens (and migrates) the store a database URL names: `sqlite:///path/file.db` (or
+/// `sqlite://relative.db`, `sqlite::memory:`), or `postgres://user@host:port/database`
+/// (`postgresql://` too). A database whose schema is newer than this binary knows is refused.
 pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
+    } else if is_postgres_url(database_url) {
+        Ok(Arc::new(postgres::PostgresStore::open(database_url).await?))
     } else {
-        Err(StoreError::Open(format!(
-            "unsupported database URL scheme in `{}` (expected sqlite:///path/file.db)",
-            database_url.split(':').next().unwrap_or_default()
-        )))
+        Err(unsupported_scheme(database_url))
+    }
+}
+
+/// Every store the server needs, over one database and one set of connections.
+#[derive(Clone)]
+pub struct Stores {
+    /// Grants, GNAP tokens, interactions.
+    pub gnap: SharedStore,
+    /// OAuth clients and their tokens.
+    pub oauth: SharedOAuthStore,
+}
+
+/// Like [`open`], but returns every store over the same connections (what the server needs).
+pub async fn open_stores(database_url: &str) -> Result<Stores, StoreError> {
+    if database_url.starts_with("sqlite:") {
+        let store = Arc::new(sqlite::SqliteStore::open(database_url).await?);
+        Ok(Stores {
+            gnap: store.clone(),
+            oauth: store,
+        })
+    } else if is_postgres_url(database_url) {
+        Ok(Stores {
+            gnap: Arc::new(postgres::PostgresStore::open(database_url).await?),
+            oauth: Arc::new(oauth::NotSupported),
+        })
+    } else {
+        Err(unsupported_scheme(database_url))
+    }
+}
+
+/// Migrates the database a URL names and reports what was applied (`latchkey migrate`).
+pub async fn migrate(database_url: &str) -> Result<MigrationReport, StoreError> {
+    if database_url.starts_with("sqlite:") {
+        let (store, report) = sqlite::SqliteStore::open_reporting(database_url).await?;
+        store.close().await;
+        Ok(report)
+    } else if is_postgres_url(database_url) {
+        let settings = postgres::PgSettings::default();
+        let (store, report) = postgres::PostgresStore::open_with(database_url, &settings).await?;
+        store.close().await;
+        Ok(report)
+    } else {
+        Err(unsupported_scheme(database_url))
     }
 }

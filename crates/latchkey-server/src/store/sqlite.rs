@@ -11,9 +11,11 @@ use sqlx::Row;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{RotateOutcome, Store, StoreError};
+use super::schema::run_migrations;
+use super::{MigrationReport, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
+use crate::domain::interaction::Interaction;
 use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
 
@@ -24,11 +26,29 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
+impl SqliteStore {
+    /// The single writer connection (for sibling store traits, e.g. `store::oauth`).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The reader pool (for sibling store traits, e.g. `store::oauth`).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::open_reporting(url).await?.0)
+    }
+
+    /// Opens and migrates the database at `url`, reporting what the migration did. A database
+    /// holding a migration this binary does not know (a newer Latchkey's) is refused.
+    pub async fn open_reporting(url: &str) -> Result<(Self, MigrationReport), StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -43,11 +63,13 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        MIGRATOR.run(&writer).await.map_err(|e| {
-            StoreError::Open(format!(
-                "migration failed ({e}); a database written by a newer Latchkey is refused"
-            ))
-        })?;
+        let report = {
+            let mut conn = writer
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Open(e.to_string()))?;
+            run_migrations(&MIGRATOR, &mut *conn, "sqlite").await?
+        };
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -58,7 +80,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?
         };
-        Ok(SqliteStore { writer, reader })
+        Ok((SqliteStore { writer, reader }, report))
     }
 }
 
@@ -132,6 +154,27 @@ fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
         created_at: row.try_get("t_created_at").map_err(corrupt)?,
         expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
         revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+    })
+}
+
+const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id AS i_grant_id, \
+    i.finish_uri AS i_finish_uri, i.client_nonce AS i_client_nonce, \
+    i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
+    i.created_at AS i_created_at, i.expires_at AS i_expires_at";
+
+fn interaction_from_row(row: &SqliteRow) -> Result<Interaction, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let session: Option<Vec<u8>> = row.try_get("i_session_hash").map_err(corrupt)?;
+    Ok(Interaction {
+        id: row.try_get("i_id").map_err(corrupt)?,
+        nonce: row.try_get("i_nonce").map_err(corrupt)?,
+        grant_id: row.try_get("i_grant_id").map_err(corrupt)?,
+        finish_uri: row.try_get("i_finish_uri").map_err(corrupt)?,
+        client_nonce: row.try_get("i_client_nonce").map_err(corrupt)?,
+        interact_ref: row.try_get("i_interact_ref").map_err(corrupt)?,
+        session_hash: session.map(hash_from).transpose()?,
+        created_at: row.try_get("i_created_at").map_err(corrupt)?,
+        expires_at: row.try_get("i_expires_at").map_err(corrupt)?,
     })
 }
 
@@ -307,5 +350,197 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn create_interactive_grant(
+        &self,
+        grant: &Grant,
+        interaction: &Interaction,
+    ) -> Result<(), StoreError> {
+        let (client_kind, client_value) = client_to_columns(&grant.client)?;
+        let access =
+            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
+             access, state, wait_secs, created_at, last_continued_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.continue_id)
+        .bind(grant.continue_token_hash.as_bytes())
+        .bind(client_kind)
+        .bind(client_value)
+        .bind(access)
+        .bind(grant.state.as_str())
+        .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
+        .bind(grant.created_at)
+        .bind(grant.last_continued_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
+             interact_ref, session_hash, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(&interaction.id)
+        .bind(&interaction.nonce)
+        .bind(&interaction.grant_id)
+        .bind(&interaction.finish_uri)
+        .bind(&interaction.client_nonce)
+        .bind(&interaction.interact_ref)
+        .bind(interaction.session_hash.map(|h| h.0.to_vec()))
+        .bind(interaction.created_at)
+        .bind(interaction.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn interaction_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Interaction, Grant)>, StoreError> {
+        let sql = format!(
+            "SELECT {INTERACTION_COLUMNS}, {GRANT_COLUMNS} FROM interactions i \
+             JOIN grants g ON g.id = i.grant_id WHERE i.id = ?1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((interaction_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn interaction_by_grant(
+        &self,
+        grant_id: &str,
+    ) -> Result<Option<Interaction>, StoreError> {
+        let sql = format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.grant_id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(grant_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(interaction_from_row).transpose()
+    }
+
+    async fn bind_interaction_session(
+        &self,
+        interaction_id: &str,
+        session: &TokenHash,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE interactions SET session_hash = ?2 WHERE id = ?1")
+            .bind(interaction_id)
+            .bind(session.as_bytes())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn decide_grant(
+        &self,
+        grant_id: &str,
+        approve: bool,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (state, finalized_at) = if approve {
+            ("approved", None)
+        } else {
+            ("rejected", Some(now))
+        };
+        let changed = sqlx::query(
+            "UPDATE grants SET state = ?2, finalized_at = ?3 WHERE id = ?1 AND state = 'pending'",
+        )
+        .bind(grant_id)
+        .bind(state)
+        .bind(finalized_at)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn set_interact_ref(
+        &self,
+        interaction_id: &str,
+        interact_ref: &str,
+    ) -> Result<String, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "UPDATE interactions SET interact_ref = ?2 WHERE id = ?1 AND interact_ref IS NULL",
+        )
+        .bind(interaction_id)
+        .bind(interact_ref)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT interact_ref FROM interactions WHERE id = ?1")
+                .bind(interaction_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .flatten();
+        tx.commit().await.map_err(db_error)?;
+        current.ok_or_else(|| StoreError::Corrupt("interaction vanished".into()))
+    }
+
+    async fn issue_approved_grant(
+        &self,
+        grant_id: &str,
+        token: &AccessTokenRecord,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let changed = sqlx::query(
+            "UPDATE grants SET state = 'issued', finalized_at = ?2 \
+             WHERE id = ?1 AND state = 'approved'",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        insert_token(&mut *tx, token).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn touch_continuation(
+        &self,
+        grant_id: &str,
+        now: Millis,
+        wait_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE grants SET last_continued_at = ?2 WHERE id = ?1 \
+             AND (last_continued_at IS NULL OR last_continued_at <= ?2 - ?3)",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .bind(wait_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(changed == 1)
     }
 }

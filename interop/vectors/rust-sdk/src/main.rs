@@ -105,7 +105,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut received = HeaderMap::new();
         received.insert("Signature", signed.signature.parse()?);
         received.insert("Signature-Input", signed.signature_input.parse()?);
-        validate_signature(ValidationOptions::new(&req, &received, &key.verifying_key()))?;
+        validate_signature(ValidationOptions::new(
+            &req,
+            &received,
+            &key.verifying_key(),
+        ))?;
 
         let mut headers: Vec<Value> = req
             .headers()

@@ -1,0 +1,389 @@
+//! Storage of OAuth clients and their access tokens: the [`OAuthStore`] trait and its SQLite
+//! implementation on [`SqliteStore`] (same database, same writer connection as the GNAP store).
+//!
+//! Like the GNAP store, it only ever sees SHA-256 hashes of secrets and token values.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use std::sync::Arc;
+
+use super::sqlite::SqliteStore;
+use super::StoreError;
+use crate::domain::clock::Millis;
+use crate::oauth::client::OAuthClient;
+use crate::oauth::token::OAuthTokenRecord;
+use crate::token_format::TokenHash;
+
+/// The persistence OAuth clients and tokens need. Every method is one transaction.
+#[async_trait]
+pub trait OAuthStore: Send + Sync + 'static {
+    /// Inserts a new client.
+    async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError>;
+
+    /// The client with this id.
+    async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError>;
+
+    /// Every client, oldest first.
+    async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError>;
+
+    /// Disables the client (unless it already is) and revokes every unrevoked token of it, in
+    /// one transaction. `None` when there is no such client, else how many tokens it revoked.
+    async fn disable_client(&self, id: &str, now: Millis) -> Result<Option<u64>, StoreError>;
+
+    /// Enables a disabled client (its revoked tokens stay revoked). False when no such client.
+    async fn enable_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Replaces the client's secret hash and, with `revoke_tokens`, revokes every unrevoked
+    /// token of it, in one transaction. `None` when there is no such client, else how many
+    /// tokens it revoked.
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &TokenHash,
+        now: Millis,
+        revoke_tokens: bool,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Deletes the client and all its tokens. False when no such client.
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts a token, only if its client exists and is enabled (a client disabled between
+    /// authentication and issue gets no token). Returns whether it was inserted.
+    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError>;
+
+    /// The token with this value hash, with its client.
+    async fn token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError>;
+
+    /// Revokes the token only if it was issued to `client_id` and is not revoked yet.
+    /// Returns whether this call revoked it.
+    async fn revoke_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes tokens that expired before `before` (revoked or not: either way they can never
+    /// be active again). Returns how many.
+    async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError>;
+}
+
+/// A shared OAuth store handle.
+pub type SharedOAuthStore = Arc<dyn OAuthStore>;
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn corrupt(e: sqlx::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+fn scopes_from(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+const CLIENT_COLUMNS: &str = "c.id AS c_id, c.name AS c_name, c.secret_hash AS c_secret_hash, \
+    c.scopes AS c_scopes, c.created_at AS c_created_at, \
+    c.secret_rotated_at AS c_secret_rotated_at, c.disabled_at AS c_disabled_at";
+
+const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.client_id AS t_client_id, t.scopes AS t_scopes, \
+    t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at";
+
+fn client_from_row(row: &SqliteRow) -> Result<OAuthClient, StoreError> {
+    let scopes: String = row.try_get("c_scopes").map_err(corrupt)?;
+    Ok(OAuthClient {
+        id: row.try_get("c_id").map_err(corrupt)?,
+        name: row.try_get("c_name").map_err(corrupt)?,
+        secret_hash: hash_from(row.try_get("c_secret_hash").map_err(corrupt)?)?,
+        scopes: scopes_from(&scopes),
+        created_at: row.try_get("c_created_at").map_err(corrupt)?,
+        secret_rotated_at: row.try_get("c_secret_rotated_at").map_err(corrupt)?,
+        disabled_at: row.try_get("c_disabled_at").map_err(corrupt)?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<OAuthTokenRecord, StoreError> {
+    let scopes: String = row.try_get("t_scopes").map_err(corrupt)?;
+    Ok(OAuthTokenRecord {
+        hash: hash_from(row.try_get("t_hash").map_err(corrupt)?)?,
+        client_id: row.try_get("t_client_id").map_err(corrupt)?,
+        scopes: scopes_from(&scopes),
+        created_at: row.try_get("t_created_at").map_err(corrupt)?,
+        expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
+        revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+    })
+}
+
+async fn revoke_all<'c, E>(executor: E, client_id: &str, now: Millis) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    Ok(sqlx::query(
+        "UPDATE oauth_tokens SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
+    )
+    .bind(client_id)
+    .bind(now)
+    .execute(executor)
+    .await
+    .map_err(db_error)?
+    .rows_affected())
+}
+
+#[async_trait]
+impl OAuthStore for SqliteStore {
+    async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, scopes, created_at, \
+             secret_rotated_at, disabled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(client.secret_hash.as_bytes())
+        .bind(client.scopes.join(" "))
+        .bind(client.created_at)
+        .bind(client.secret_rotated_at)
+        .bind(client.disabled_at)
+        .execute(self.writer())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
+        let sql =
+            format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c ORDER BY c.created_at, c.id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(self.reader())
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn disable_client(&self, id: &str, now: Millis) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        let found = sqlx::query(
+            "UPDATE oauth_clients SET disabled_at = COALESCE(disabled_at, ?2) WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if found == 0 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        let revoked = revoke_all(&mut *tx, id, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(revoked))
+    }
+
+    async fn enable_client(&self, id: &str) -> Result<bool, StoreError> {
+        let found = sqlx::query("UPDATE oauth_clients SET disabled_at = NULL WHERE id = ?1")
+            .bind(id)
+            .execute(self.writer())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(found == 1)
+    }
+
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &TokenHash,
+        now: Millis,
+        revoke_tokens: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        let found = sqlx::query(
+            "UPDATE oauth_clients SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(secret_hash.as_bytes())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if found == 0 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        let revoked = if revoke_tokens {
+            revoke_all(&mut *tx, id, now).await?
+        } else {
+            0
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(revoked))
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        // Explicit, so the outcome does not depend on the connection's foreign_keys pragma.
+        sqlx::query("DELETE FROM oauth_tokens WHERE client_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let found = sqlx::query("DELETE FROM oauth_clients WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(found == 1)
+    }
+
+    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS \
+             (SELECT 1 FROM oauth_clients WHERE id = ?2 AND disabled_at IS NULL)",
+        )
+        .bind(token.hash.as_bytes())
+        .bind(&token.client_id)
+        .bind(token.scopes.join(" "))
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(token.revoked_at)
+        .execute(self.writer())
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {CLIENT_COLUMNS} FROM oauth_tokens t \
+             JOIN oauth_clients c ON c.id = t.client_id WHERE t.hash = ?1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes())
+            .fetch_optional(self.reader())
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((token_from_row(r)?, client_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let revoked = sqlx::query(
+            "UPDATE oauth_tokens SET revoked_at = ?3 \
+             WHERE hash = ?1 AND client_id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(hash.as_bytes())
+        .bind(client_id)
+        .bind(now)
+        .execute(self.writer())
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(revoked == 1)
+    }
+
+    async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM oauth_tokens WHERE expires_at < ?1")
+                .bind(before)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?
+                .rows_affected(),
+        )
+    }
+}
+
+/// The OAuth store of a backend that has no OAuth tables yet: every call fails with a clear
+/// error (the GNAP side of such a backend works).
+pub struct NotSupported;
+
+fn not_supported() -> StoreError {
+    StoreError::Open("OAuth clients are not supported by this database backend yet".into())
+}
+
+#[async_trait]
+impl OAuthStore for NotSupported {
+    async fn insert_client(&self, _: &OAuthClient) -> Result<(), StoreError> {
+        Err(not_supported())
+    }
+    async fn client_by_id(&self, _: &str) -> Result<Option<OAuthClient>, StoreError> {
+        Err(not_supported())
+    }
+    async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
+        Err(not_supported())
+    }
+    async fn disable_client(&self, _: &str, _: Millis) -> Result<Option<u64>, StoreError> {
+        Err(not_supported())
+    }
+    async fn enable_client(&self, _: &str) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+    async fn set_client_secret(
+        &self,
+        _: &str,
+        _: &TokenHash,
+        _: Millis,
+        _: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        Err(not_supported())
+    }
+    async fn delete_client(&self, _: &str) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+    async fn insert_token(&self, _: &OAuthTokenRecord) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+    async fn token_by_hash(
+        &self,
+        _: &TokenHash,
+    ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
+        Err(not_supported())
+    }
+    async fn revoke_token(&self, _: &TokenHash, _: &str, _: Millis) -> Result<bool, StoreError> {
+        Err(not_supported())
+    }
+    async fn delete_expired_tokens(&self, _: Millis) -> Result<u64, StoreError> {
+        Err(not_supported())
+    }
+}

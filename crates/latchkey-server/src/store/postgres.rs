@@ -1,0 +1,682 @@
+//! PostgreSQL store: the shared truth of a cluster of stateless Latchkey nodes.
+//!
+//! Every node runs the same code against the same database, so every correctness argument here
+//! is about concurrent transactions from *different processes*, at PostgreSQL's default isolation
+//! level, READ COMMITTED. Two facts of READ COMMITTED carry the arguments:
+//!
+//! 1. Each *statement* sees a fresh snapshot: everything committed before it started.
+//! 2. An `UPDATE` (or `SELECT ... FOR [NO KEY] UPDATE`) that meets a row locked by another
+//!    transaction waits for it to finish, then re-checks its `WHERE` clause against the row's
+//!    newest version and skips the row if it no longer matches.
+//!
+//! The rules (see each method for the proof of its own case):
+//!
+//! - Rotation and cancel both take the *grant row* lock before touching any token of the grant,
+//!   so on one grant they run one after the other, never interleaved.
+//! - The kill of the old token in a rotation is a conditional update (`revoked_at IS NULL`), so
+//!   of N concurrent rotations of one token exactly one changes a row.
+//! - Lock order is always grant row, then token rows; a single-token revoke locks one token row
+//!   only. No cycle, so no deadlock between these operations.
+//!
+//! Durability: PostgreSQL acknowledges a `COMMIT` only once its WAL is flushed (with the default
+//! `synchronous_commit = on`), so an acknowledged revoke, rotate or cancel survives a crash.
+//!
+//! Connection failures (refused, reset, pool timeout, server shutting down) map to
+//! [`StoreError::Unavailable`], which the HTTP layer renders as a protocol-shaped 503. The pool
+//! tests each connection before use, so a node recovers by itself when the database returns.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::schema::{run_migrations, MigrationReport};
+use super::{RotateOutcome, Store, StoreError};
+use crate::domain::clock::Millis;
+use crate::domain::grant::{ClientKeySource, Grant, GrantState};
+use crate::domain::interaction::Interaction;
+use crate::domain::token::AccessTokenRecord;
+use crate::token_format::TokenHash;
+
+/// The channel the schema's triggers notify on every change to a token or grant row.
+pub const INVALIDATION_CHANNEL: &str = "latchkey_invalidate";
+
+/// Migrations of the PostgreSQL schema.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connection pool settings.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Most connections this node keeps open.
+    pub max_connections: u32,
+    /// How long a request waits for a free (or new) connection before it gets a 503.
+    pub acquire_timeout: Duration,
+    /// `statement_timeout`: no statement (including lock waits) runs longer.
+    pub statement_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`: a node that vanishes mid-transaction (a network
+    /// partition rather than a crash, which closes the socket) cannot hold row locks longer.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
+/// settings.
+pub fn connect_options(url: &str, settings: &PgSettings) -> Result<PgConnectOptions, StoreError> {
+    let millis = |d: Duration| d.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Open(format!("bad PostgreSQL URL: {e}")))?
+        .application_name("latchkey")
+        .options([
+            ("statement_timeout", millis(settings.statement_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(settings.idle_in_transaction_timeout),
+            ),
+        ]))
+}
+
+impl PostgresStore {
+    /// Connects with default settings and migrates.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::open_with(url, &PgSettings::default()).await?.0)
+    }
+
+    /// Connects, migrates, and reports what the migration did.
+    ///
+    /// Migrations run on a connection of their own, closed afterwards, so the migration lock (a
+    /// session-level advisory lock) can never stay behind in the pool. Several nodes starting at
+    /// once wait on that lock; the first migrates, the others find nothing to do.
+    pub async fn open_with(
+        url: &str,
+        settings: &PgSettings,
+    ) -> Result<(Self, MigrationReport), StoreError> {
+        let options = connect_options(url, settings)?;
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+        let migrated = run_migrations(&MIGRATOR, &mut conn, "postgres").await;
+        // Closing ends the session, which also drops any advisory lock left behind.
+        let _ = conn.close().await;
+        let report = migrated?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok((PostgresStore { pool }, report))
+    }
+
+    /// The connection pool, for the janitor and the notification listener.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Maps a sqlx error. Anything that says "the database could not be reached or is shedding
+/// load" becomes [`StoreError::Unavailable`] (503, retry).
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_string());
+            }
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // SQLSTATE classes: 08 connection exception, 53 insufficient resources,
+            // 57 operator intervention (shutdown, statement/lock timeout, cancel),
+            // 40 transaction rollback (serialization failure, deadlock), 55P03 lock timeout.
+            if ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) || code == "55P03" {
+                StoreError::Unavailable(format!("{} (SQLSTATE {code})", db.message()))
+            } else {
+                StoreError::Unavailable(format!("database error {code}: {}", db.message()))
+            }
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+const GRANT_COLUMNS: &str = "g.id AS g_id, g.continue_id AS g_continue_id, \
+    g.continue_token_hash AS g_continue_token_hash, g.client_kind AS g_client_kind, \
+    g.client_value AS g_client_value, g.access AS g_access, g.state AS g_state, \
+    g.wait_secs AS g_wait_secs, g.created_at AS g_created_at, \
+    g.last_continued_at AS g_last_continued_at";
+
+const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_id, \
+    t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
+    t.revoked_at AS t_revoked_at";
+
+const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id AS i_grant_id, \
+    i.finish_uri AS i_finish_uri, i.client_nonce AS i_client_nonce, \
+    i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
+    i.created_at AS i_created_at, i.expires_at AS i_expires_at";
+
+fn client_to_columns(client: &ClientKeySource) -> Result<(&'static str, String), StoreError> {
+    Ok(match client {
+        ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
+        ClientKeySource::Jwk(jwk) => (
+            "jwk",
+            serde_json::to_string(jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ),
+    })
+}
+
+fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let kind: String = row.try_get("g_client_kind").map_err(corrupt)?;
+    let value: String = row.try_get("g_client_value").map_err(corrupt)?;
+    let client = match kind.as_str() {
+        "wallet_address" => ClientKeySource::WalletAddress(value),
+        "jwk" => ClientKeySource::Jwk(
+            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ),
+        other => return Err(StoreError::Corrupt(format!("client kind {other}"))),
+    };
+    let access: String = row.try_get("g_access").map_err(corrupt)?;
+    let state: String = row.try_get("g_state").map_err(corrupt)?;
+    let wait_secs: i64 = row.try_get("g_wait_secs").map_err(corrupt)?;
+    Ok(Grant {
+        id: row.try_get("g_id").map_err(corrupt)?,
+        continue_id: row.try_get("g_continue_id").map_err(corrupt)?,
+        continue_token_hash: hash_from(row.try_get("g_continue_token_hash").map_err(corrupt)?)?,
+        client,
+        access: serde_json::from_str(&access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state: GrantState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))?,
+        wait_secs: u64::try_from(wait_secs)
+            .map_err(|_| StoreError::Corrupt(format!("negative wait {wait_secs}")))?,
+        created_at: row.try_get("g_created_at").map_err(corrupt)?,
+        last_continued_at: row.try_get("g_last_continued_at").map_err(corrupt)?,
+    })
+}
+
+fn token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    Ok(AccessTokenRecord {
+        manage_id: row.try_get("t_manage_id").map_err(corrupt)?,
+        grant_id: row.try_get("t_grant_id").map_err(corrupt)?,
+        hash: hash_from(row.try_get("t_hash").map_err(corrupt)?)?,
+        created_at: row.try_get("t_created_at").map_err(corrupt)?,
+        expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
+        revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+    })
+}
+
+fn interaction_from_row(row: &PgRow) -> Result<Interaction, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let session: Option<Vec<u8>> = row.try_get("i_session_hash").map_err(corrupt)?;
+    Ok(Interaction {
+        id: row.try_get("i_id").map_err(corrupt)?,
+        nonce: row.try_get("i_nonce").map_err(corrupt)?,
+        grant_id: row.try_get("i_grant_id").map_err(corrupt)?,
+        finish_uri: row.try_get("i_finish_uri").map_err(corrupt)?,
+        client_nonce: row.try_get("i_client_nonce").map_err(corrupt)?,
+        interact_ref: row.try_get("i_interact_ref").map_err(corrupt)?,
+        session_hash: session.map(hash_from).transpose()?,
+        created_at: row.try_get("i_created_at").map_err(corrupt)?,
+        expires_at: row.try_get("i_expires_at").map_err(corrupt)?,
+    })
+}
+
+async fn insert_grant(conn: &mut PgConnection, grant: &Grant) -> Result<(), StoreError> {
+    let (client_kind, client_value) = client_to_columns(&grant.client)?;
+    let access =
+        serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let wait_secs = i64::try_from(grant.wait_secs)
+        .map_err(|_| StoreError::Conflict(format!("wait {} too large", grant.wait_secs)))?;
+    sqlx::query(
+        "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
+         access, state, wait_secs, created_at, last_continued_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.continue_id)
+    .bind(grant.continue_token_hash.as_bytes())
+    .bind(client_kind)
+    .bind(client_value)
+    .bind(access)
+    .bind(grant.state.as_str())
+    .bind(wait_secs)
+    .bind(grant.created_at)
+    .bind(grant.last_continued_at)
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn insert_token(
+    conn: &mut PgConnection,
+    token: &AccessTokenRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&token.manage_id)
+    .bind(&token.grant_id)
+    .bind(token.hash.as_bytes())
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Locks the grant row for the rest of the transaction and returns its id and state.
+///
+/// `FOR NO KEY UPDATE` is the lock an `UPDATE grants SET state = ...` takes itself, so it
+/// conflicts with a concurrent cancel (and with another rotation of the grant) but not with the
+/// `FOR KEY SHARE` locks that foreign-key checks take when tokens of the grant are inserted.
+/// Being a locking read, it returns the row's newest committed version after any wait (fact 2),
+/// never a stale snapshot.
+async fn lock_grant_of_token(
+    conn: &mut PgConnection,
+    manage_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT g.id, g.state FROM grants g \
+         WHERE g.id = (SELECT t.grant_id FROM access_tokens t WHERE t.manage_id = $1) \
+         FOR NO KEY UPDATE",
+    )
+    .bind(manage_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(db_error)?;
+    row.map(|r| {
+        let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+        Ok((
+            r.try_get::<String, _>(0).map_err(corrupt)?,
+            r.try_get::<String, _>(1).map_err(corrupt)?,
+        ))
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_grant(
+        &self,
+        grant: &Grant,
+        token: Option<&AccessTokenRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        insert_grant(&mut tx, grant).await?;
+        if let Some(token) = token {
+            insert_token(&mut tx, token).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(continue_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn token_by_manage_id(
+        &self,
+        manage_id: &str,
+    ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id WHERE t.manage_id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(manage_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
+        // One statement, one snapshot: the token and its grant are read as of the same instant,
+        // so a committed cancel is seen either in both or (for the token row) not before the
+        // grant row. Any revoke acknowledged before this statement started is visible (fact 1).
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
+        // One conditional update, its own transaction. Racing a rotation of the same token, the
+        // two meet on the token row lock: if the revoke wins, the rotation's own conditional kill
+        // re-checks `revoked_at IS NULL`, fails, and the rotation answers NotLive; if the
+        // rotation wins, this update finds the row revoked and does nothing (the successor is a
+        // different token with its own manage URL). Idempotent either way.
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $2 WHERE manage_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(manage_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn rotate_token(
+        &self,
+        old_manage_id: &str,
+        successor: &AccessTokenRecord,
+        now: Millis,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Step 1: lock the grant row. This is what makes "cancel racing rotate leaves no live
+        // token" hold. Without it, a rotation could check the grant (not cancelled), then a
+        // cancel's token sweep could start (its snapshot predates our successor, so it cannot
+        // see it), then we insert and commit the successor: a live token on a cancelled grant.
+        // With it, cancel and rotation of one grant are strictly ordered:
+        // - cancel first: we wait here, then read state = 'revoked' and answer NotLive;
+        // - rotation first: cancel's `UPDATE grants` waits for our commit, and its token sweep,
+        //   a later statement with a fresh snapshot (fact 1), sees and revokes the successor.
+        let Some((grant_id, state)) = lock_grant_of_token(&mut tx, old_manage_id).await? else {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotLive);
+        };
+        let grant_live = matches!(GrantState::parse(&state), Some(s) if !s.is_revoked());
+        if !grant_live {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotLive);
+        }
+        if grant_id != successor.grant_id {
+            tx.rollback().await.map_err(db_error)?;
+            return Err(StoreError::Conflict(
+                "a successor token must belong to the grant of the token it replaces".into(),
+            ));
+        }
+        // Step 2: kill the old token, only if it is still unrevoked. Concurrent rotations of the
+        // same token already queue on the grant lock; this condition alone would also be enough
+        // for them (fact 2: the loser re-checks `revoked_at IS NULL` and changes nothing), and
+        // it is what stops a rotation racing a plain revoke, which does not lock the grant.
+        let killed = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $2, rotated_to = $3 \
+             WHERE manage_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(old_manage_id)
+        .bind(now)
+        .bind(&successor.manage_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if killed != 1 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(RotateOutcome::NotLive);
+        }
+        // Step 3: the successor, in the same transaction: both changes or neither.
+        insert_token(&mut tx, successor).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Lock the grant row first, whatever its state, so that a rotation in flight finishes
+        // (or has not started) before the sweep below takes its snapshot. A plain conditional
+        // UPDATE would skip the lock when the grant is already revoked; an already-cancelled
+        // grant can gain no token (rotation refuses it), so that would be harmless, but locking
+        // unconditionally keeps the argument simple.
+        sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(grant_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE grants SET state = 'revoked', finalized_at = $2 \
+             WHERE id = $1 AND state <> 'revoked'",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        // A new statement, so a fresh snapshot: it sees every token committed before we took the
+        // grant lock, including a successor inserted by a rotation that held the lock before us.
+        sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_interactive_grant(
+        &self,
+        grant: &Grant,
+        interaction: &Interaction,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        insert_grant(&mut tx, grant).await?;
+        sqlx::query(
+            "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
+             interact_ref, session_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&interaction.id)
+        .bind(&interaction.nonce)
+        .bind(&interaction.grant_id)
+        .bind(&interaction.finish_uri)
+        .bind(&interaction.client_nonce)
+        .bind(&interaction.interact_ref)
+        .bind(interaction.session_hash.map(|h| h.0.to_vec()))
+        .bind(interaction.created_at)
+        .bind(interaction.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn interaction_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Interaction, Grant)>, StoreError> {
+        let sql = format!(
+            "SELECT {INTERACTION_COLUMNS}, {GRANT_COLUMNS} FROM interactions i \
+             JOIN grants g ON g.id = i.grant_id WHERE i.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref()
+            .map(|r| Ok((interaction_from_row(r)?, grant_from_row(r)?)))
+            .transpose()
+    }
+
+    async fn interaction_by_grant(
+        &self,
+        grant_id: &str,
+    ) -> Result<Option<Interaction>, StoreError> {
+        let sql = format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.grant_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(interaction_from_row).transpose()
+    }
+
+    async fn bind_interaction_session(
+        &self,
+        interaction_id: &str,
+        session: &TokenHash,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE interactions SET session_hash = $2 WHERE id = $1")
+            .bind(interaction_id)
+            .bind(session.as_bytes())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn decide_grant(
+        &self,
+        grant_id: &str,
+        approve: bool,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        // A conditional update: racing a cancel or another decision, the loser re-checks
+        // `state = 'pending'` on the winner's version of the row (fact 2) and changes nothing.
+        let (state, finalized_at) = if approve {
+            ("approved", None)
+        } else {
+            ("rejected", Some(now))
+        };
+        let changed = sqlx::query(
+            "UPDATE grants SET state = $2, finalized_at = $3 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(grant_id)
+        .bind(state)
+        .bind(finalized_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn set_interact_ref(
+        &self,
+        interaction_id: &str,
+        interact_ref: &str,
+    ) -> Result<String, StoreError> {
+        // First writer wins. A concurrent loser's update waits for the winner, re-checks
+        // `interact_ref IS NULL`, matches nothing; its next statement has a fresh snapshot
+        // (fact 1) and reads the winner's reference.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let set: Option<String> = sqlx::query_scalar(
+            "UPDATE interactions SET interact_ref = $2 WHERE id = $1 AND interact_ref IS NULL \
+             RETURNING interact_ref",
+        )
+        .bind(interaction_id)
+        .bind(interact_ref)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let current = match set {
+            Some(current) => Some(current),
+            None => sqlx::query_scalar("SELECT interact_ref FROM interactions WHERE id = $1")
+                .bind(interaction_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .flatten(),
+        };
+        tx.commit().await.map_err(db_error)?;
+        current.ok_or_else(|| StoreError::Corrupt("interaction vanished".into()))
+    }
+
+    async fn issue_approved_grant(
+        &self,
+        grant_id: &str,
+        token: &AccessTokenRecord,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        // The conditional update takes the grant row lock before the token exists, exactly like
+        // a rotation: a cancel either came first (state is no longer 'approved': nothing issued)
+        // or waits for our commit and then sweeps the new token too.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let changed = sqlx::query(
+            "UPDATE grants SET state = 'issued', finalized_at = $2 \
+             WHERE id = $1 AND state = 'approved'",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        insert_token(&mut tx, token).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn touch_continuation(
+        &self,
+        grant_id: &str,
+        now: Millis,
+        wait_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        // Two nodes polled at once: the second re-checks the condition against the first's
+        // `last_continued_at` (fact 2) and reports "too fast".
+        let changed = sqlx::query(
+            "UPDATE grants SET last_continued_at = $2 WHERE id = $1 \
+             AND (last_continued_at IS NULL OR last_continued_at <= $2 - $3)",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .bind(wait_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+}

@@ -1,0 +1,1208 @@
+//! Store conformance suite: one set of checks, run against every store implementation.
+//!
+//! Each check is an `async fn` over a [`SharedStore`] (or, for the multi-node races, several
+//! stores opened independently on one database, as separate nodes would be; or, for durability
+//! and schema checks, the test database itself). The `conformance!` macro instantiates every
+//! check for SQLite (a file in a temporary folder) and for PostgreSQL (a fresh database per
+//! test, `latchkey_test_<random>`, created through the `postgres` maintenance database and
+//! dropped at the end, so tests run in parallel).
+//!
+//! PostgreSQL is reached at `LATCHKEY_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); it must be running: there is no mock and no
+//! skip. Race checks repeat `LATCHKEY_RACE_ITERATIONS` times (default 200).
+
+use latchkey_proto::gnap::{AccessItem, Action, IncomingPaymentAccess, QuoteAccess};
+use latchkey_proto::keys::Jwk;
+use latchkey_server::domain::clock::{now_ms, Millis};
+use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
+use latchkey_server::domain::interaction::Interaction;
+use latchkey_server::domain::token::AccessTokenRecord;
+use latchkey_server::store::{self, RotateOutcome, SharedStore, StoreError};
+use latchkey_server::token_format::{new_id, TokenHash, TokenValue};
+use sqlx::{Connection, Executor};
+use std::sync::Arc;
+use tempfile::TempDir;
+use tokio::sync::Barrier;
+
+// ---------------------------------------------------------------------------------------------
+// Test databases
+// ---------------------------------------------------------------------------------------------
+
+fn admin_url() -> String {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn race_iterations() -> usize {
+    std::env::var("LATCHKEY_RACE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// Points a PostgreSQL URL at another database of the same server.
+fn with_database(url: &str, database: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("admin URL parses");
+    parsed.set_path(&format!("/{database}"));
+    parsed.to_string()
+}
+
+/// A database that exists for one test.
+enum TestDb {
+    Sqlite { url: String, _dir: TempDir },
+    Postgres { url: String, name: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+        TestDb::Sqlite { url, _dir: dir }
+    }
+
+    async fn postgres() -> TestDb {
+        let name = format!("latchkey_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL must run at LATCHKEY_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        TestDb::Postgres {
+            url: with_database(&admin_url(), &name),
+            name,
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Opens a store, as a node would at start.
+    async fn open(&self) -> SharedStore {
+        store::open(self.url()).await.expect("store opens")
+    }
+
+    /// Opens `n` independent stores on the database: `n` nodes.
+    async fn nodes(&self, n: usize) -> Vec<SharedStore> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(self.open().await);
+        }
+        nodes
+    }
+
+    /// Records a migration this binary does not know, as a newer Latchkey would have.
+    async fn inject_future_migration(&self) {
+        let sql = "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                   execution_time) VALUES (99990101000000, 'from a newer release', TRUE, $1, 0)";
+        match self {
+            TestDb::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
+                sqlx::query(sql)
+                    .bind(vec![0u8; 48])
+                    .execute(&mut conn)
+                    .await
+                    .expect("inject");
+                let _ = conn.close().await;
+            }
+            TestDb::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query(sql)
+                    .bind(vec![0u8; 48])
+                    .execute(&mut conn)
+                    .await
+                    .expect("inject");
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let TestDb::Postgres { name, .. } = self else {
+            return;
+        };
+        // Drop runs outside async code (and after a panic too): use a thread with its own
+        // runtime. `WITH (FORCE)` ends connections a failed test may have left open.
+        let name = name.clone();
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = admin
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const MINUTE: Millis = 60_000;
+
+fn wallet() -> ClientKeySource {
+    ClientKeySource::WalletAddress("https://wallet.example/alice".to_string())
+}
+
+fn access() -> Vec<AccessItem> {
+    vec![
+        AccessItem::IncomingPayment(IncomingPaymentAccess {
+            actions: vec![Action::Create, Action::Read, Action::ListAll],
+            identifier: Some("https://wallet.example/alice".to_string()),
+        }),
+        AccessItem::Quote(QuoteAccess {
+            actions: vec![Action::Create, Action::Read],
+            identifier: None,
+        }),
+    ]
+}
+
+fn grant_with(client: ClientKeySource, state: GrantState, now: Millis) -> Grant {
+    Grant {
+        id: new_id(),
+        continue_id: new_id(),
+        continue_token_hash: TokenValue::generate().hash(),
+        client,
+        access: access(),
+        state,
+        wait_secs: 5,
+        created_at: now,
+        last_continued_at: None,
+    }
+}
+
+fn issued_grant(now: Millis) -> Grant {
+    grant_with(wallet(), GrantState::Finalized(Finalization::Issued), now)
+}
+
+fn token_for(grant: &Grant, now: Millis) -> AccessTokenRecord {
+    AccessTokenRecord {
+        manage_id: new_id(),
+        grant_id: grant.id.clone(),
+        hash: TokenValue::generate().hash(),
+        created_at: now,
+        expires_at: now + 10 * MINUTE,
+        revoked_at: None,
+    }
+}
+
+/// A grant issued at once with its first token, stored.
+async fn issued(store: &SharedStore) -> (Grant, AccessTokenRecord) {
+    let now = now_ms();
+    let grant = issued_grant(now);
+    let token = token_for(&grant, now);
+    store
+        .create_grant(&grant, Some(&token))
+        .await
+        .expect("create grant");
+    (grant, token)
+}
+
+async fn token(store: &SharedStore, manage_id: &str) -> Option<(AccessTokenRecord, Grant)> {
+    store
+        .token_by_manage_id(manage_id)
+        .await
+        .expect("token lookup")
+}
+
+/// The token row as stored; panics if missing.
+async fn stored(store: &SharedStore, manage_id: &str) -> AccessTokenRecord {
+    token(store, manage_id).await.expect("token exists").0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks over one store
+// ---------------------------------------------------------------------------------------------
+
+async fn grant_and_token_round_trip(store: SharedStore) {
+    let (grant, token) = issued(&store).await;
+
+    let (t, g) = store
+        .token_by_manage_id(&token.manage_id)
+        .await
+        .expect("lookup")
+        .expect("found by manage id");
+    assert_eq!(t, token);
+    assert_eq!(g, grant);
+
+    let (t, g) = store
+        .token_by_hash(&token.hash)
+        .await
+        .expect("lookup")
+        .expect("found by hash");
+    assert_eq!(t, token);
+    assert_eq!(g, grant);
+
+    let g = store
+        .grant_by_continue_id(&grant.continue_id)
+        .await
+        .expect("lookup")
+        .expect("found by continue id");
+    assert_eq!(g, grant);
+
+    assert!(store
+        .token_by_manage_id(&new_id())
+        .await
+        .expect("lookup")
+        .is_none());
+    assert!(store
+        .token_by_hash(&TokenHash::of("never issued"))
+        .await
+        .expect("lookup")
+        .is_none());
+    assert!(store
+        .grant_by_continue_id(&new_id())
+        .await
+        .expect("lookup")
+        .is_none());
+    // Lookups are by exact key: the grant id is not a continue id, a manage id is not a hash.
+    assert!(store
+        .grant_by_continue_id(&grant.id)
+        .await
+        .expect("lookup")
+        .is_none());
+    assert!(store
+        .token_by_hash(&TokenHash::of(&token.manage_id))
+        .await
+        .expect("lookup")
+        .is_none());
+}
+
+async fn jwk_client_and_tokenless_grant_round_trip(store: SharedStore) {
+    let now = now_ms();
+    let jwk = Jwk {
+        kid: "key-1".to_string(),
+        kty: "OKP".to_string(),
+        crv: "Ed25519".to_string(),
+        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_string(),
+        alg: Some("EdDSA".to_string()),
+        use_: Some("sig".to_string()),
+    };
+    let mut grant = grant_with(ClientKeySource::Jwk(jwk), GrantState::Pending, now);
+    grant.last_continued_at = Some(now - 1);
+    grant.wait_secs = 30;
+    store.create_grant(&grant, None).await.expect("create");
+    let g = store
+        .grant_by_continue_id(&grant.continue_id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(g, grant);
+}
+
+async fn duplicate_keys_conflict_and_change_nothing(store: SharedStore) {
+    let (grant, token) = issued(&store).await;
+    let now = now_ms();
+
+    // Same continue id: refused.
+    let mut twin = issued_grant(now);
+    twin.continue_id = grant.continue_id.clone();
+    let err = store.create_grant(&twin, None).await.expect_err("conflict");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // A new grant whose token reuses a hash: the whole transaction is refused, grant included.
+    let fresh = issued_grant(now);
+    let mut clash = token_for(&fresh, now);
+    clash.hash = token.hash;
+    let err = store
+        .create_grant(&fresh, Some(&clash))
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store
+        .grant_by_continue_id(&fresh.continue_id)
+        .await
+        .expect("lookup")
+        .is_none());
+    // The original is untouched.
+    assert_eq!(stored(&store, &token.manage_id).await, token);
+}
+
+async fn revoke_is_idempotent(store: SharedStore) {
+    let (grant, token) = issued(&store).await;
+    let (_, other) = issued(&store).await;
+    let t1 = now_ms();
+    store
+        .revoke_token(&token.manage_id, t1)
+        .await
+        .expect("revoke");
+    let revoked = stored(&store, &token.manage_id).await;
+    assert_eq!(revoked.revoked_at, Some(t1));
+
+    // Again, later: still fine, and the first revocation time stands.
+    store
+        .revoke_token(&token.manage_id, t1 + 5_000)
+        .await
+        .expect("revoke again");
+    assert_eq!(stored(&store, &token.manage_id).await.revoked_at, Some(t1));
+
+    // Unknown token: nothing to do, no error.
+    store
+        .revoke_token(&new_id(), t1)
+        .await
+        .expect("revoke unknown");
+
+    // Only that token: its grant and other grants' tokens are untouched.
+    let (t, g) = token(&store, &token.manage_id).await.expect("found");
+    assert_eq!(g, grant);
+    assert_eq!(t.revoked_at, Some(t1));
+    assert_eq!(stored(&store, &other.manage_id).await.revoked_at, None);
+
+    // Revoking an expired token is fine too.
+    let now = now_ms();
+    let expired_grant = issued_grant(now);
+    let mut expired = token_for(&expired_grant, now - 20 * MINUTE);
+    expired.expires_at = now - 10 * MINUTE;
+    store
+        .create_grant(&expired_grant, Some(&expired))
+        .await
+        .expect("create");
+    store
+        .revoke_token(&expired.manage_id, now)
+        .await
+        .expect("revoke expired");
+    assert_eq!(
+        stored(&store, &expired.manage_id).await.revoked_at,
+        Some(now)
+    );
+}
+
+async fn rotate_kills_old_and_issues_successor(store: SharedStore) {
+    let (grant, old) = issued(&store).await;
+    let now = now_ms();
+    let successor = token_for(&grant, now);
+    let outcome = store
+        .rotate_token(&old.manage_id, &successor, now)
+        .await
+        .expect("rotate");
+    assert_eq!(outcome, RotateOutcome::Rotated);
+
+    let dead = stored(&store, &old.manage_id).await;
+    assert_eq!(dead.revoked_at, Some(now));
+    let (live, g) = store
+        .token_by_hash(&successor.hash)
+        .await
+        .expect("lookup")
+        .expect("successor stored");
+    assert_eq!(live, successor);
+    assert_eq!(g.id, grant.id);
+    assert_eq!(g, grant);
+    // The old value now maps to a dead token.
+    let (by_old_hash, _) = store
+        .token_by_hash(&old.hash)
+        .await
+        .expect("lookup")
+        .expect("old still known");
+    assert!(by_old_hash.revoked_at.is_some());
+
+    // The chain goes on from the successor; the dead token cannot rotate again.
+    let again = token_for(&grant, now + 1);
+    assert_eq!(
+        store
+            .rotate_token(&old.manage_id, &again, now + 1)
+            .await
+            .expect("rotate dead"),
+        RotateOutcome::NotLive
+    );
+    assert!(token(&store, &again.manage_id).await.is_none());
+    let next = token_for(&grant, now + 2);
+    assert_eq!(
+        store
+            .rotate_token(&successor.manage_id, &next, now + 2)
+            .await
+            .expect("rotate successor"),
+        RotateOutcome::Rotated
+    );
+    assert!(stored(&store, &successor.manage_id)
+        .await
+        .revoked_at
+        .is_some());
+    assert_eq!(stored(&store, &next.manage_id).await.revoked_at, None);
+}
+
+async fn rotate_expired_unrevoked_token(store: SharedStore) {
+    // DESIGN.md: "An expired but unrevoked token may be rotated."
+    let now = now_ms();
+    let grant = issued_grant(now - 20 * MINUTE);
+    let mut old = token_for(&grant, now - 20 * MINUTE);
+    old.expires_at = now - 10 * MINUTE;
+    store
+        .create_grant(&grant, Some(&old))
+        .await
+        .expect("create");
+    let successor = token_for(&grant, now);
+    assert_eq!(
+        store
+            .rotate_token(&old.manage_id, &successor, now)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated
+    );
+    assert_eq!(
+        stored(&store, &successor.manage_id).await.expires_at,
+        now + 10 * MINUTE
+    );
+}
+
+async fn rotate_revoked_or_unknown_is_not_live(store: SharedStore) {
+    let (grant, old) = issued(&store).await;
+    let now = now_ms();
+    store
+        .revoke_token(&old.manage_id, now)
+        .await
+        .expect("revoke");
+    let successor = token_for(&grant, now);
+    assert_eq!(
+        store
+            .rotate_token(&old.manage_id, &successor, now)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotLive
+    );
+    assert!(token(&store, &successor.manage_id).await.is_none());
+    assert_eq!(stored(&store, &old.manage_id).await.revoked_at, Some(now));
+
+    let stray = token_for(&grant, now);
+    assert_eq!(
+        store
+            .rotate_token(&new_id(), &stray, now)
+            .await
+            .expect("rotate unknown"),
+        RotateOutcome::NotLive
+    );
+    assert!(token(&store, &stray.manage_id).await.is_none());
+}
+
+async fn cancel_kills_every_token_and_is_idempotent(store: SharedStore) {
+    let (grant, first) = issued(&store).await;
+    let (_, bystander) = issued(&store).await;
+    let t0 = now_ms();
+    // A chain of three tokens: two rotated away (revoked at t0, t0+1), one live.
+    let second = token_for(&grant, t0);
+    let third = token_for(&grant, t0 + 1);
+    assert_eq!(
+        store
+            .rotate_token(&first.manage_id, &second, t0)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated
+    );
+    assert_eq!(
+        store
+            .rotate_token(&second.manage_id, &third, t0 + 1)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated
+    );
+
+    let t1 = t0 + 10;
+    store.cancel_grant(&grant.id, t1).await.expect("cancel");
+    let (t, g) = token(&store, &third.manage_id).await.expect("found");
+    assert!(
+        g.state.is_revoked(),
+        "grant finalized as revoked: {:?}",
+        g.state
+    );
+    assert_eq!(t.revoked_at, Some(t1), "the live token dies with the grant");
+    // Tokens that were already dead keep their own revocation time.
+    assert_eq!(stored(&store, &first.manage_id).await.revoked_at, Some(t0));
+    assert_eq!(
+        stored(&store, &second.manage_id).await.revoked_at,
+        Some(t0 + 1)
+    );
+    // Other grants are untouched.
+    let (b, bg) = token(&store, &bystander.manage_id).await.expect("found");
+    assert_eq!(b.revoked_at, None);
+    assert!(!bg.state.is_revoked());
+
+    // Again: fine, nothing changes.
+    store
+        .cancel_grant(&grant.id, t1 + 99)
+        .await
+        .expect("cancel again");
+    assert_eq!(stored(&store, &third.manage_id).await.revoked_at, Some(t1));
+    let g = store
+        .grant_by_continue_id(&grant.continue_id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert!(g.state.is_revoked());
+
+    // Unknown grant: nothing to do, no error.
+    store
+        .cancel_grant(&new_id(), t1)
+        .await
+        .expect("cancel unknown");
+}
+
+async fn rotate_after_cancel_is_not_live(store: SharedStore) {
+    let (grant, old) = issued(&store).await;
+    let now = now_ms();
+    store.cancel_grant(&grant.id, now).await.expect("cancel");
+    let successor = token_for(&grant, now + 1);
+    assert_eq!(
+        store
+            .rotate_token(&old.manage_id, &successor, now + 1)
+            .await
+            .expect("rotate"),
+        RotateOutcome::NotLive
+    );
+    assert!(token(&store, &successor.manage_id).await.is_none());
+}
+
+async fn cancel_pending_grant(store: SharedStore) {
+    let now = now_ms();
+    let grant = grant_with(wallet(), GrantState::Pending, now);
+    store.create_grant(&grant, None).await.expect("create");
+    store.cancel_grant(&grant.id, now).await.expect("cancel");
+    let g = store
+        .grant_by_continue_id(&grant.continue_id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert!(g.state.is_revoked());
+}
+
+fn interaction_for(grant: &Grant, now: Millis) -> Interaction {
+    Interaction {
+        id: new_id(),
+        nonce: new_id(),
+        grant_id: grant.id.clone(),
+        finish_uri: Some("https://client.example/finish".to_string()),
+        client_nonce: Some("client-nonce".to_string()),
+        interact_ref: None,
+        session_hash: None,
+        created_at: now,
+        expires_at: now + 10 * MINUTE,
+    }
+}
+
+async fn interactive_grant_lifecycle(store: SharedStore) {
+    let now = now_ms();
+    let grant = grant_with(wallet(), GrantState::Pending, now);
+    let interaction = interaction_for(&grant, now);
+    store
+        .create_interactive_grant(&grant, &interaction)
+        .await
+        .expect("create interactive");
+    let (i, g) = store
+        .interaction_by_id(&interaction.id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(i, interaction);
+    assert_eq!(g, grant);
+    assert_eq!(
+        store
+            .interaction_by_grant(&grant.id)
+            .await
+            .expect("lookup")
+            .as_ref(),
+        Some(&interaction)
+    );
+    assert!(store
+        .interaction_by_id(&new_id())
+        .await
+        .expect("lookup")
+        .is_none());
+
+    let session = TokenValue::generate().hash();
+    store
+        .bind_interaction_session(&interaction.id, &session)
+        .await
+        .expect("bind");
+    let (i, _) = store
+        .interaction_by_id(&interaction.id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(i.session_hash, Some(session));
+
+    // Not approved yet: nothing to issue.
+    let first = token_for(&grant, now);
+    assert!(!store
+        .issue_approved_grant(&grant.id, &first, now)
+        .await
+        .expect("issue"));
+    assert!(store
+        .decide_grant(&grant.id, true, now)
+        .await
+        .expect("decide"));
+    assert!(!store
+        .decide_grant(&grant.id, false, now)
+        .await
+        .expect("decided once"));
+
+    // The first interaction reference wins.
+    let r1 = store
+        .set_interact_ref(&interaction.id, "ref-1")
+        .await
+        .expect("set");
+    let r2 = store
+        .set_interact_ref(&interaction.id, "ref-2")
+        .await
+        .expect("set");
+    assert_eq!(r1, "ref-1");
+    assert_eq!(r2, "ref-1");
+
+    // Polling: the first touch passes, a second within `wait` is too fast.
+    assert!(store
+        .touch_continuation(&grant.id, now, 5_000)
+        .await
+        .expect("touch"));
+    assert!(!store
+        .touch_continuation(&grant.id, now + 1_000, 5_000)
+        .await
+        .expect("touch"));
+    assert!(store
+        .touch_continuation(&grant.id, now + 5_000, 5_000)
+        .await
+        .expect("touch"));
+
+    assert!(store
+        .issue_approved_grant(&grant.id, &first, now)
+        .await
+        .expect("issue"));
+    let (t, g) = token(&store, &first.manage_id).await.expect("issued token");
+    assert_eq!(t, first);
+    assert_eq!(g.state, GrantState::Finalized(Finalization::Issued));
+    let second = token_for(&grant, now);
+    assert!(!store
+        .issue_approved_grant(&grant.id, &second, now)
+        .await
+        .expect("issue once"));
+    assert!(token(&store, &second.manage_id).await.is_none());
+}
+
+async fn rejected_grant_issues_nothing(store: SharedStore) {
+    let now = now_ms();
+    let grant = grant_with(wallet(), GrantState::Pending, now);
+    store
+        .create_interactive_grant(&grant, &interaction_for(&grant, now))
+        .await
+        .expect("create");
+    assert!(store
+        .decide_grant(&grant.id, false, now)
+        .await
+        .expect("reject"));
+    assert!(!store
+        .decide_grant(&grant.id, true, now)
+        .await
+        .expect("decided"));
+    let token = token_for(&grant, now);
+    assert!(!store
+        .issue_approved_grant(&grant.id, &token, now)
+        .await
+        .expect("issue"));
+    let g = store
+        .grant_by_continue_id(&grant.continue_id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(g.state, GrantState::Finalized(Finalization::Rejected));
+}
+
+async fn ping_answers(store: SharedStore) {
+    store.ping().await.expect("ping");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Races between nodes (independent stores on one database)
+// ---------------------------------------------------------------------------------------------
+
+/// N callers on three nodes rotate one token at the same instant: exactly one wins, and exactly
+/// one token of the chain is live afterwards (invariant 3).
+async fn concurrent_rotations_have_one_winner(nodes: Vec<SharedStore>) {
+    const CALLERS: usize = 8;
+    for iteration in 0..race_iterations() {
+        let (grant, old) = issued(&nodes[0]).await;
+        let barrier = Arc::new(Barrier::new(CALLERS));
+        let mut tasks = Vec::new();
+        for i in 0..CALLERS {
+            let node = nodes[i % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let old_id = old.manage_id.clone();
+            let successor = token_for(&grant, now_ms());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let outcome = node
+                    .rotate_token(&old_id, &successor, now_ms())
+                    .await
+                    .expect("rotate");
+                (outcome, successor)
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        for task in tasks {
+            let (outcome, successor) = task.await.expect("task");
+            match outcome {
+                RotateOutcome::Rotated => winners.push(successor),
+                RotateOutcome::NotLive => losers.push(successor),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "iteration {iteration}: exactly one rotation wins"
+        );
+        let observer = &nodes[iteration % nodes.len()];
+        assert!(stored(observer, &old.manage_id).await.revoked_at.is_some());
+        assert_eq!(
+            stored(observer, &winners[0].manage_id).await.revoked_at,
+            None
+        );
+        for loser in &losers {
+            assert!(
+                token(observer, &loser.manage_id).await.is_none(),
+                "iteration {iteration}: a losing successor was stored"
+            );
+        }
+    }
+}
+
+/// Cancel on one node races a rotation on another: once both answered, no token of the grant
+/// is live (invariant 4), whichever came first.
+async fn cancel_racing_rotate_leaves_no_live_token(nodes: Vec<SharedStore>) {
+    let mut rotated_first = 0;
+    for iteration in 0..race_iterations() {
+        let (grant, old) = issued(&nodes[0]).await;
+        let barrier = Arc::new(Barrier::new(2));
+        let canceller = {
+            let node = nodes[iteration % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let grant_id = grant.id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.cancel_grant(&grant_id, now_ms())
+                    .await
+                    .expect("cancel");
+            })
+        };
+        let successor = token_for(&grant, now_ms());
+        let rotator = {
+            let node = nodes[(iteration + 1) % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let old_id = old.manage_id.clone();
+            let successor = successor.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.rotate_token(&old_id, &successor, now_ms())
+                    .await
+                    .expect("rotate")
+            })
+        };
+        canceller.await.expect("cancel task");
+        let outcome = rotator.await.expect("rotate task");
+        let observer = &nodes[(iteration + 2) % nodes.len()];
+        let (old_now, g) = token(observer, &old.manage_id).await.expect("old exists");
+        assert!(
+            g.state.is_revoked(),
+            "iteration {iteration}: grant cancelled"
+        );
+        assert!(
+            old_now.revoked_at.is_some(),
+            "iteration {iteration}: old token dead"
+        );
+        match outcome {
+            RotateOutcome::Rotated => {
+                rotated_first += 1;
+                let s = stored(observer, &successor.manage_id).await;
+                assert!(
+                    s.revoked_at.is_some(),
+                    "iteration {iteration}: the successor of a rotation that beat the cancel \
+                     must be revoked by the cancel"
+                );
+            }
+            RotateOutcome::NotLive => {
+                assert!(
+                    token(observer, &successor.manage_id).await.is_none(),
+                    "iteration {iteration}: a refused rotation stored its successor"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "cancel vs rotate: rotation won {rotated_first} of {} races",
+        race_iterations()
+    );
+}
+
+/// Revoke on one node races a rotation on another: the old token is dead afterwards, and at
+/// most one token (the successor, if the rotation won) is live.
+async fn revoke_racing_rotate_leaves_at_most_the_successor(nodes: Vec<SharedStore>) {
+    for iteration in 0..race_iterations() {
+        let (grant, old) = issued(&nodes[0]).await;
+        let barrier = Arc::new(Barrier::new(2));
+        let revoker = {
+            let node = nodes[iteration % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let old_id = old.manage_id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.revoke_token(&old_id, now_ms()).await.expect("revoke");
+            })
+        };
+        let successor = token_for(&grant, now_ms());
+        let rotator = {
+            let node = nodes[(iteration + 1) % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let old_id = old.manage_id.clone();
+            let successor = successor.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.rotate_token(&old_id, &successor, now_ms())
+                    .await
+                    .expect("rotate")
+            })
+        };
+        revoker.await.expect("revoke task");
+        let outcome = rotator.await.expect("rotate task");
+        let observer = &nodes[(iteration + 2) % nodes.len()];
+        assert!(stored(observer, &old.manage_id).await.revoked_at.is_some());
+        match outcome {
+            RotateOutcome::Rotated => {
+                assert_eq!(
+                    stored(observer, &successor.manage_id).await.revoked_at,
+                    None
+                );
+            }
+            RotateOutcome::NotLive => {
+                assert!(token(observer, &successor.manage_id).await.is_none());
+            }
+        }
+    }
+}
+
+/// A revoke acknowledged by one node is seen by every other node's very next read, while other
+/// readers hammer the token (invariant 1, across nodes).
+async fn revoke_is_visible_on_every_node_once_acknowledged(nodes: Vec<SharedStore>) {
+    for iteration in 0..race_iterations() {
+        let (_, tok) = issued(&nodes[0]).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Background readers on the other nodes, so the revoke races live reads.
+        let mut readers = Vec::new();
+        for node in nodes.iter().skip(1).cloned() {
+            let stop = stop.clone();
+            let hash = tok.hash;
+            readers.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    node.token_by_hash(&hash).await.expect("read");
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let revoker = &nodes[iteration % nodes.len()];
+        revoker
+            .revoke_token(&tok.manage_id, now_ms())
+            .await
+            .expect("revoke");
+        // Acknowledged: from now on, every node must see it.
+        for (n, node) in nodes.iter().enumerate() {
+            let (t, _) = node
+                .token_by_hash(&tok.hash)
+                .await
+                .expect("read")
+                .expect("found");
+            assert!(
+                t.revoked_at.is_some(),
+                "iteration {iteration}: node {n} saw an acknowledged revoke as live"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reader in readers {
+            reader.await.expect("reader");
+        }
+    }
+}
+
+/// An approved grant being issued while it is cancelled: no live token afterwards.
+async fn cancel_racing_issue_leaves_no_live_token(nodes: Vec<SharedStore>) {
+    for iteration in 0..race_iterations() {
+        let now = now_ms();
+        let grant = grant_with(wallet(), GrantState::Pending, now);
+        nodes[0]
+            .create_interactive_grant(&grant, &interaction_for(&grant, now))
+            .await
+            .expect("create");
+        assert!(nodes[0]
+            .decide_grant(&grant.id, true, now)
+            .await
+            .expect("approve"));
+        let barrier = Arc::new(Barrier::new(2));
+        let canceller = {
+            let node = nodes[iteration % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let grant_id = grant.id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.cancel_grant(&grant_id, now_ms())
+                    .await
+                    .expect("cancel");
+            })
+        };
+        let first = token_for(&grant, now);
+        let issuer = {
+            let node = nodes[(iteration + 1) % nodes.len()].clone();
+            let barrier = barrier.clone();
+            let grant_id = grant.id.clone();
+            let first = first.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.issue_approved_grant(&grant_id, &first, now_ms())
+                    .await
+                    .expect("issue")
+            })
+        };
+        canceller.await.expect("cancel task");
+        let issued = issuer.await.expect("issue task");
+        let observer = &nodes[(iteration + 2) % nodes.len()];
+        if issued {
+            assert!(
+                stored(observer, &first.manage_id)
+                    .await
+                    .revoked_at
+                    .is_some(),
+                "iteration {iteration}: a token issued before the cancel survived it"
+            );
+        } else {
+            assert!(token(observer, &first.manage_id).await.is_none());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks over the database itself
+// ---------------------------------------------------------------------------------------------
+
+/// Invariant 2 (as far as a closed store shows it): acknowledged writes are there after the
+/// store is closed and opened again.
+async fn acknowledged_changes_survive_reopen(db: &TestDb) {
+    let store = db.open().await;
+    let (grant, old) = issued(&store).await;
+    let (cancelled, doomed) = issued(&store).await;
+    let (_, revoked) = issued(&store).await;
+    let now = now_ms();
+    let successor = token_for(&grant, now);
+    assert_eq!(
+        store
+            .rotate_token(&old.manage_id, &successor, now)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated
+    );
+    store
+        .cancel_grant(&cancelled.id, now)
+        .await
+        .expect("cancel");
+    store
+        .revoke_token(&revoked.manage_id, now)
+        .await
+        .expect("revoke");
+    store.close().await;
+    drop(store);
+
+    let store = db.open().await;
+    assert_eq!(stored(&store, &old.manage_id).await.revoked_at, Some(now));
+    assert_eq!(stored(&store, &successor.manage_id).await, successor);
+    let (t, g) = token(&store, &doomed.manage_id).await.expect("found");
+    assert_eq!(t.revoked_at, Some(now));
+    assert!(g.state.is_revoked());
+    assert_eq!(
+        stored(&store, &revoked.manage_id).await.revoked_at,
+        Some(now)
+    );
+    store.close().await;
+}
+
+/// `migrate` applies everything once, then nothing; opening a migrated database changes nothing.
+async fn migrate_reports_what_it_did(db: &TestDb) {
+    let first = store::migrate(db.url()).await.expect("migrate");
+    assert!(
+        !first.applied.is_empty(),
+        "a fresh database gets every migration"
+    );
+    assert_eq!(first.already_applied, 0);
+    assert!(first.to_string().contains("applied"), "{first}");
+    let latest = first.latest.expect("a version");
+    assert_eq!(first.applied.last().map(|m| m.version), Some(latest));
+
+    let second = store::migrate(db.url()).await.expect("migrate again");
+    assert!(second.applied.is_empty());
+    assert_eq!(second.already_applied, first.applied.len());
+    assert_eq!(second.latest, Some(latest));
+    assert!(second.to_string().contains("up to date"), "{second}");
+
+    let store = db.open().await;
+    store.ping().await.expect("usable");
+    store.close().await;
+}
+
+/// A database migrated by a newer Latchkey is refused, by `open` and by `migrate`, clearly.
+async fn newer_schema_is_refused(db: &TestDb) {
+    let store = db.open().await;
+    let (_, tok) = issued(&store).await;
+    store.close().await;
+    drop(store);
+    db.inject_future_migration().await;
+
+    for result in [
+        store::open(db.url()).await.map(|_| ()),
+        store::migrate(db.url()).await.map(|_| ()),
+    ] {
+        let err = result.expect_err("a newer schema must be refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Open(_)), "{err:?}");
+        assert!(text.contains("newer"), "message says why: {text}");
+        assert!(
+            text.contains("99990101000000"),
+            "message names the migration: {text}"
+        );
+    }
+
+    // Refusing changed nothing: with the unknown row gone, the data is all there.
+    match db {
+        TestDb::Sqlite { url, .. } => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
+            conn.execute("DELETE FROM _sqlx_migrations WHERE version = 99990101000000")
+                .await
+                .expect("delete");
+            let _ = conn.close().await;
+        }
+        TestDb::Postgres { url, .. } => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            conn.execute("DELETE FROM _sqlx_migrations WHERE version = 99990101000000")
+                .await
+                .expect("delete");
+            let _ = conn.close().await;
+        }
+    }
+    let store = db.open().await;
+    assert_eq!(stored(&store, &tok.manage_id).await, tok);
+    store.close().await;
+}
+
+/// Several nodes starting at once on a fresh database: one migrates, all open. (PostgreSQL
+/// only: an SQLite file belongs to one node, and sqlx's SQLite migrator takes no lock.)
+async fn concurrent_opens_migrate_once(db: &TestDb) {
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = db.url().to_string();
+        tasks.push(tokio::spawn(async move { store::open(&url).await }));
+    }
+    for task in tasks {
+        let store = task.await.expect("task").expect("every node opens");
+        store.ping().await.expect("ping");
+        store.close().await;
+    }
+    let report = store::migrate(db.url()).await.expect("migrate");
+    assert!(report.applied.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiation for every store
+// ---------------------------------------------------------------------------------------------
+
+/// Instantiates each check for SQLite and PostgreSQL. `store:` checks get one store, `nodes:`
+/// checks three independent stores on one database, `db:` checks the test database.
+macro_rules! conformance {
+    (
+        store: [$($store_check:ident),* $(,)?],
+        nodes: [$($nodes_check:ident),* $(,)?],
+        db: [$($db_check:ident),* $(,)?] $(,)?
+    ) => {
+        conformance!(@backend sqlite, TestDb::sqlite,
+            store: [$($store_check),*], nodes: [$($nodes_check),*], db: [$($db_check),*]);
+        conformance!(@backend postgres, TestDb::postgres,
+            store: [$($store_check),*], nodes: [$($nodes_check),*], db: [$($db_check),*]);
+    };
+    (@backend $backend:ident, $make:path,
+        store: [$($store_check:ident),*], nodes: [$($nodes_check:ident),*],
+        db: [$($db_check:ident),*]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $store_check() {
+                    let db = $make().await;
+                    let store = db.open().await;
+                    super::$store_check(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $nodes_check() {
+                    let db = $make().await;
+                    let nodes = db.nodes(3).await;
+                    super::$nodes_check(nodes.clone()).await;
+                    for node in nodes {
+                        node.close().await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $db_check() {
+                    let db = $make().await;
+                    super::$db_check(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    store: [
+        grant_and_token_round_trip,
+        jwk_client_and_tokenless_grant_round_trip,
+        duplicate_keys_conflict_and_change_nothing,
+        revoke_is_idempotent,
+        rotate_kills_old_and_issues_successor,
+        rotate_expired_unrevoked_token,
+        rotate_revoked_or_unknown_is_not_live,
+        cancel_kills_every_token_and_is_idempotent,
+        rotate_after_cancel_is_not_live,
+        cancel_pending_grant,
+        interactive_grant_lifecycle,
+        rejected_grant_issues_nothing,
+        ping_answers,
+    ],
+    nodes: [
+        concurrent_rotations_have_one_winner,
+        cancel_racing_rotate_leaves_no_live_token,
+        revoke_racing_rotate_leaves_at_most_the_successor,
+        revoke_is_visible_on_every_node_once_acknowledged,
+        cancel_racing_issue_leaves_no_live_token,
+    ],
+    db: [
+        acknowledged_changes_survive_reopen,
+        migrate_reports_what_it_did,
+        newer_schema_is_refused,
+    ],
+}
+
+mod postgres_only {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_opens_migrate_once() {
+        let db = TestDb::postgres().await;
+        super::concurrent_opens_migrate_once(&db).await;
+    }
+}
