@@ -32,6 +32,19 @@ pub struct ServeArgs {
     /// Admin API token (the admin API is off without one).
     #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Secret the identity provider sends as `x-idp-secret` (the IdP API is off without one).
+    #[arg(long, env = "LATCHKEY_IDP_SECRET", hide_env_values = true)]
+    idp_secret: Option<String>,
+    /// An identity provider's consent page; the interaction start redirects there instead of to
+    /// the built-in page, with `interactId`, `nonce`, `clientName`, `clientUri`.
+    #[arg(long, env = "LATCHKEY_CONSENT_URL")]
+    consent_url: Option<String>,
+    /// Access token lifetime in seconds (default 600).
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_LIFETIME")]
+    access_token_lifetime: Option<u64>,
+    /// Continuation `wait` in seconds (default 5).
+    #[arg(long, env = "LATCHKEY_CONTINUE_WAIT")]
+    continue_wait: Option<u64>,
     /// Optional TOML configuration file.
     #[arg(long, env = "LATCHKEY_CONFIG")]
     config: Option<PathBuf>,
@@ -47,6 +60,10 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
             admin_token: self.admin_token.clone(),
+            idp_secret: self.idp_secret.clone(),
+            consent_url: self.consent_url.clone(),
+            access_token_lifetime_secs: self.access_token_lifetime,
+            continue_wait_secs: self.continue_wait,
             ..ConfigLayer::default()
         }
     }
