@@ -178,6 +178,34 @@ fn interaction_from_row(row: &SqliteRow) -> Result<Interaction, StoreError> {
     })
 }
 
+async fn insert_grant<'c, E>(executor: E, grant: &Grant) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let (client_kind, client_value) = client_to_columns(&grant.client)?;
+    let access =
+        serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
+         access, state, wait_secs, created_at, last_continued_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.continue_id)
+    .bind(grant.continue_token_hash.as_bytes())
+    .bind(client_kind)
+    .bind(client_value)
+    .bind(access)
+    .bind(grant.state.as_str())
+    .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
+    .bind(grant.created_at)
+    .bind(grant.last_continued_at)
+    .execute(executor)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 async fn insert_token<'c, E>(executor: E, token: &AccessTokenRecord) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
@@ -205,28 +233,8 @@ impl Store for SqliteStore {
         grant: &Grant,
         token: Option<&AccessTokenRecord>,
     ) -> Result<(), StoreError> {
-        let (client_kind, client_value) = client_to_columns(&grant.client)?;
-        let access =
-            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.writer.begin().await.map_err(db_error)?;
-        sqlx::query(
-            "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
-             access, state, wait_secs, created_at, last_continued_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.continue_id)
-        .bind(grant.continue_token_hash.as_bytes())
-        .bind(client_kind)
-        .bind(client_value)
-        .bind(access)
-        .bind(grant.state.as_str())
-        .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
-        .bind(grant.created_at)
-        .bind(grant.last_continued_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        insert_grant(&mut *tx, grant).await?;
         if let Some(token) = token {
             insert_token(&mut *tx, token).await?;
         }
@@ -362,28 +370,8 @@ impl Store for SqliteStore {
         grant: &Grant,
         interaction: &Interaction,
     ) -> Result<(), StoreError> {
-        let (client_kind, client_value) = client_to_columns(&grant.client)?;
-        let access =
-            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.writer.begin().await.map_err(db_error)?;
-        sqlx::query(
-            "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
-             access, state, wait_secs, created_at, last_continued_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.continue_id)
-        .bind(grant.continue_token_hash.as_bytes())
-        .bind(client_kind)
-        .bind(client_value)
-        .bind(access)
-        .bind(grant.state.as_str())
-        .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
-        .bind(grant.created_at)
-        .bind(grant.last_continued_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        insert_grant(&mut *tx, grant).await?;
         sqlx::query(
             "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
              interact_ref, session_hash, created_at, expires_at) \
