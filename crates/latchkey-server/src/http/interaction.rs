@@ -412,7 +412,7 @@ pub fn describe_access(item: &AccessItem) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;\
 background:#f4f5f7;color:#1b1d21}main{max-width:32rem;margin:0 auto;padding:1.5rem 1rem}\
-.card{background:#fff;border-radius:12px;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}\
+.card{background:#fff;border-radius:12px;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.12);overflow-wrap:anywhere}\
 h1{font-size:1.25rem;margin:0 0 .75rem}ul{padding-left:1.1rem}li{margin:.5rem 0;line-height:1.4}\
 .client{font-weight:600}.muted{color:#5f6570;font-size:.9rem;word-break:break-all}\
 .buttons{display:flex;gap:.75rem;margin-top:1.25rem}button{flex:1;font-size:1rem;padding:.8rem;\
