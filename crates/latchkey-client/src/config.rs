@@ -193,7 +193,8 @@ pub(crate) fn check_http_url(text: &str) -> Result<Url, String> {
             url.scheme()
         ));
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    let has_host = matches!(url.host_str(), Some(host) if !host.is_empty());
+    if !has_host {
         return Err(format!("`{text}` has no host"));
     }
     Ok(url)

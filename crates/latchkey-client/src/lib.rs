@@ -38,11 +38,14 @@
 //! Requests and responses are the types of [`latchkey_proto`], re-exported as [`gnap`],
 //! [`oauth`](mod@oauth_types), [`keys`] and [`wallet`].
 
+#![warn(missing_docs)]
+
 pub mod access;
 mod client;
 pub mod config;
 mod env;
 pub mod error;
+pub mod interaction;
 mod introspection;
 mod oauth;
 mod transport;

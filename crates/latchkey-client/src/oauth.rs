@@ -19,7 +19,6 @@ use std::time::Duration;
 use url::Url;
 
 use crate::config::{parse_url, DEFAULT_TIMEOUT};
-use crate::env::get_env_var_with_hint;
 use crate::error::ClientError;
 use crate::transport::Transport;
 
@@ -100,12 +99,27 @@ impl OAuthClient {
     /// A client from `CLIENT_ID`, `CLIENT_SECRET` and `BASE_URL` (the Kopo Kopo snippets' names);
     /// the error names the variable that is missing or invalid.
     pub fn from_env() -> Result<OAuthClient, ClientError> {
-        let client_id = get_env_var_with_hint(ENV_CLIENT_ID, Some("the OAuth application key"))?;
-        let client_secret =
-            get_env_var_with_hint(ENV_CLIENT_SECRET, Some("the OAuth application secret"))?;
-        let base_url = get_env_var_with_hint(
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`OAuthClient::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<OAuthClient, ClientError> {
+        let get = |name: &str, hint: &str| -> Result<String, ClientError> {
+            match lookup(name) {
+                Some(v) if !v.trim().is_empty() => Ok(v),
+                _ => Err(ClientError::MissingEnv {
+                    name: name.to_string(),
+                    hint: Some(hint.to_string()),
+                }),
+            }
+        };
+        let client_id = get(ENV_CLIENT_ID, "the OAuth application key")?;
+        let client_secret = get(ENV_CLIENT_SECRET, "the OAuth application secret")?;
+        let base_url = get(
             ENV_BASE_URL,
-            Some("the authorization server, e.g. https://sandbox.kopokopo.com"),
+            "the authorization server, e.g. https://sandbox.kopokopo.com",
         )?;
         OAuthClient::new(&base_url, client_id, client_secret).map_err(|e| match e {
             ClientError::InvalidUrl { reason, .. } => ClientError::InvalidEnv {
@@ -279,6 +293,39 @@ mod tests {
             OAuthClient::new("https://k.example", "id", ""),
             Err(ClientError::InvalidConfig(_))
         ));
+    }
+
+    #[test]
+    fn from_lookup_names_each_variable() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let e = OAuthClient::from_lookup(vars(&[])).expect_err("missing");
+        assert!(matches!(&e, ClientError::MissingEnv { name, .. } if name == "CLIENT_ID"));
+        let e = OAuthClient::from_lookup(vars(&[("CLIENT_ID", "a")])).expect_err("missing");
+        assert!(matches!(&e, ClientError::MissingEnv { name, .. } if name == "CLIENT_SECRET"));
+        let e = OAuthClient::from_lookup(vars(&[("CLIENT_ID", "a"), ("CLIENT_SECRET", "b")]))
+            .expect_err("missing");
+        assert!(matches!(&e, ClientError::MissingEnv { name, .. } if name == "BASE_URL"));
+        let e = OAuthClient::from_lookup(vars(&[
+            ("CLIENT_ID", "a"),
+            ("CLIENT_SECRET", "b"),
+            ("BASE_URL", "sandbox.kopokopo.com"),
+        ]))
+        .expect_err("invalid");
+        assert!(matches!(&e, ClientError::InvalidEnv { name, .. } if name == "BASE_URL"));
+        let ok = OAuthClient::from_lookup(vars(&[
+            ("CLIENT_ID", "a"),
+            ("CLIENT_SECRET", "b"),
+            ("BASE_URL", "https://sandbox.kopokopo.com"),
+        ]))
+        .expect("valid");
+        assert_eq!(ok.base_url(), "https://sandbox.kopokopo.com/");
     }
 
     #[test]

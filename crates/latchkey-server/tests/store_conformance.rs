@@ -17,7 +17,9 @@ use latchkey_server::domain::clock::{now_ms, Millis};
 use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
 use latchkey_server::domain::interaction::Interaction;
 use latchkey_server::domain::token::AccessTokenRecord;
-use latchkey_server::store::{self, RotateOutcome, SharedStore, StoreError};
+use latchkey_server::oauth::client::OAuthClient;
+use latchkey_server::oauth::token::OAuthTokenRecord;
+use latchkey_server::store::{self, RotateOutcome, SharedOAuthStore, SharedStore, StoreError};
 use latchkey_server::token_format::{new_id, TokenHash, TokenValue};
 use sqlx::{Connection, Executor};
 use std::sync::Arc;
@@ -92,6 +94,20 @@ impl TestDb {
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
             nodes.push(self.open().await);
+        }
+        nodes
+    }
+
+    /// Opens `n` independent OAuth stores (as the server opens them) on the database.
+    async fn oauth_nodes(&self, n: usize) -> Vec<SharedOAuthStore> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(
+                store::open_stores(self.url())
+                    .await
+                    .expect("stores open")
+                    .oauth,
+            );
         }
         nodes
     }
@@ -213,7 +229,7 @@ async fn issued(store: &SharedStore) -> (Grant, AccessTokenRecord) {
     (grant, token)
 }
 
-async fn token(store: &SharedStore, manage_id: &str) -> Option<(AccessTokenRecord, Grant)> {
+async fn lookup(store: &SharedStore, manage_id: &str) -> Option<(AccessTokenRecord, Grant)> {
     store
         .token_by_manage_id(manage_id)
         .await
@@ -222,7 +238,7 @@ async fn token(store: &SharedStore, manage_id: &str) -> Option<(AccessTokenRecor
 
 /// The token row as stored; panics if missing.
 async fn stored(store: &SharedStore, manage_id: &str) -> AccessTokenRecord {
-    token(store, manage_id).await.expect("token exists").0
+    lookup(store, manage_id).await.expect("token exists").0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +374,7 @@ async fn revoke_is_idempotent(store: SharedStore) {
         .expect("revoke unknown");
 
     // Only that token: its grant and other grants' tokens are untouched.
-    let (t, g) = token(&store, &token.manage_id).await.expect("found");
+    let (t, g) = lookup(&store, &token.manage_id).await.expect("found");
     assert_eq!(g, grant);
     assert_eq!(t.revoked_at, Some(t1));
     assert_eq!(stored(&store, &other.manage_id).await.revoked_at, None);
@@ -419,7 +435,7 @@ async fn rotate_kills_old_and_issues_successor(store: SharedStore) {
             .expect("rotate dead"),
         RotateOutcome::NotLive
     );
-    assert!(token(&store, &again.manage_id).await.is_none());
+    assert!(lookup(&store, &again.manage_id).await.is_none());
     let next = token_for(&grant, now + 2);
     assert_eq!(
         store
@@ -474,7 +490,7 @@ async fn rotate_revoked_or_unknown_is_not_live(store: SharedStore) {
             .expect("rotate"),
         RotateOutcome::NotLive
     );
-    assert!(token(&store, &successor.manage_id).await.is_none());
+    assert!(lookup(&store, &successor.manage_id).await.is_none());
     assert_eq!(stored(&store, &old.manage_id).await.revoked_at, Some(now));
 
     let stray = token_for(&grant, now);
@@ -485,7 +501,7 @@ async fn rotate_revoked_or_unknown_is_not_live(store: SharedStore) {
             .expect("rotate unknown"),
         RotateOutcome::NotLive
     );
-    assert!(token(&store, &stray.manage_id).await.is_none());
+    assert!(lookup(&store, &stray.manage_id).await.is_none());
 }
 
 async fn cancel_kills_every_token_and_is_idempotent(store: SharedStore) {
@@ -512,7 +528,7 @@ async fn cancel_kills_every_token_and_is_idempotent(store: SharedStore) {
 
     let t1 = t0 + 10;
     store.cancel_grant(&grant.id, t1).await.expect("cancel");
-    let (t, g) = token(&store, &third.manage_id).await.expect("found");
+    let (t, g) = lookup(&store, &third.manage_id).await.expect("found");
     assert!(
         g.state.is_revoked(),
         "grant finalized as revoked: {:?}",
@@ -526,7 +542,7 @@ async fn cancel_kills_every_token_and_is_idempotent(store: SharedStore) {
         Some(t0 + 1)
     );
     // Other grants are untouched.
-    let (b, bg) = token(&store, &bystander.manage_id).await.expect("found");
+    let (b, bg) = lookup(&store, &bystander.manage_id).await.expect("found");
     assert_eq!(b.revoked_at, None);
     assert!(!bg.state.is_revoked());
 
@@ -562,7 +578,7 @@ async fn rotate_after_cancel_is_not_live(store: SharedStore) {
             .expect("rotate"),
         RotateOutcome::NotLive
     );
-    assert!(token(&store, &successor.manage_id).await.is_none());
+    assert!(lookup(&store, &successor.manage_id).await.is_none());
 }
 
 async fn cancel_pending_grant(store: SharedStore) {
@@ -678,7 +694,9 @@ async fn interactive_grant_lifecycle(store: SharedStore) {
         .issue_approved_grant(&grant.id, &first, now)
         .await
         .expect("issue"));
-    let (t, g) = token(&store, &first.manage_id).await.expect("issued token");
+    let (t, g) = lookup(&store, &first.manage_id)
+        .await
+        .expect("issued token");
     assert_eq!(t, first);
     assert_eq!(g.state, GrantState::Finalized(Finalization::Issued));
     let second = token_for(&grant, now);
@@ -686,7 +704,7 @@ async fn interactive_grant_lifecycle(store: SharedStore) {
         .issue_approved_grant(&grant.id, &second, now)
         .await
         .expect("issue once"));
-    assert!(token(&store, &second.manage_id).await.is_none());
+    assert!(lookup(&store, &second.manage_id).await.is_none());
 }
 
 async fn rejected_grant_issues_nothing(store: SharedStore) {
@@ -715,6 +733,168 @@ async fn rejected_grant_issues_nothing(store: SharedStore) {
         .expect("lookup")
         .expect("found");
     assert_eq!(g.state, GrantState::Finalized(Finalization::Rejected));
+}
+
+const DAY: Millis = 24 * 60 * MINUTE;
+
+/// Stores a grant with its first token, both created at `at`, the token expiring at `expires`.
+async fn issued_at(store: &SharedStore, at: Millis, expires: Millis) -> (Grant, AccessTokenRecord) {
+    let grant = issued_grant(at);
+    let mut token = token_for(&grant, at);
+    token.expires_at = expires;
+    store
+        .create_grant(&grant, Some(&token))
+        .await
+        .expect("create");
+    (grant, token)
+}
+
+async fn purge_removes_only_dead_state_past_the_cutoff(store: SharedStore) {
+    let now = now_ms();
+    let long_ago = now - 10 * DAY;
+    let cutoff = now - 7 * DAY;
+    let recently = now - DAY;
+
+    // Kept: a live token on an old grant; a token revoked recently; a grant cancelled recently;
+    // a recent pending grant; an old pending grant whose interaction is still open.
+    let (_, live) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
+    let (_, revoked_recently) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
+    store
+        .revoke_token(&revoked_recently.manage_id, recently)
+        .await
+        .expect("revoke");
+    let (cancelled_recently, _) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
+    store
+        .cancel_grant(&cancelled_recently.id, recently)
+        .await
+        .expect("cancel");
+    let pending_recent = grant_with(wallet(), GrantState::Pending, recently);
+    store
+        .create_grant(&pending_recent, None)
+        .await
+        .expect("create");
+    let pending_open = grant_with(wallet(), GrantState::Pending, long_ago);
+    let mut open_interaction = interaction_for(&pending_open, long_ago);
+    open_interaction.expires_at = now + MINUTE;
+    store
+        .create_interactive_grant(&pending_open, &open_interaction)
+        .await
+        .expect("create");
+
+    // Removed: a token revoked long ago (its grant keeps a live successor); a token expired long
+    // ago (then its grant, issued and empty); a grant cancelled long ago, with its token; an
+    // abandoned pending grant with its expired interaction.
+    let (rotated_grant, rotated_away) = issued_at(&store, long_ago, long_ago + 10 * MINUTE).await;
+    let successor = token_for(&rotated_grant, long_ago);
+    let mut successor = successor;
+    successor.expires_at = now + 10 * MINUTE;
+    assert_eq!(
+        store
+            .rotate_token(&rotated_away.manage_id, &successor, long_ago)
+            .await
+            .expect("rotate"),
+        RotateOutcome::Rotated
+    );
+    let (expired_grant, expired) = issued_at(&store, long_ago, long_ago + 10 * MINUTE).await;
+    let (cancelled_long_ago, cancelled_token) =
+        issued_at(&store, long_ago, now + 10 * MINUTE).await;
+    store
+        .cancel_grant(&cancelled_long_ago.id, long_ago)
+        .await
+        .expect("cancel");
+    let abandoned = grant_with(wallet(), GrantState::Pending, long_ago);
+    let abandoned_interaction = interaction_for(&abandoned, long_ago);
+    store
+        .create_interactive_grant(&abandoned, &abandoned_interaction)
+        .await
+        .expect("create");
+
+    let outcome = store.purge_expired(cutoff, 1000).await.expect("purge");
+    assert!(!outcome.skipped);
+    assert_eq!(
+        outcome.tokens, 3,
+        "rotated away, expired, and revoked by the old cancel: {outcome:?}"
+    );
+    assert_eq!(
+        outcome.grants, 3,
+        "expired-empty, cancelled, abandoned: {outcome:?}"
+    );
+
+    for kept in [&live, &revoked_recently, &successor] {
+        assert!(
+            lookup(&store, &kept.manage_id).await.is_some(),
+            "kept {kept:?}"
+        );
+    }
+    for gone in [&rotated_away, &expired, &cancelled_token] {
+        assert!(
+            lookup(&store, &gone.manage_id).await.is_none(),
+            "deleted {gone:?}"
+        );
+        assert!(store
+            .token_by_hash(&gone.hash)
+            .await
+            .expect("lookup")
+            .is_none());
+    }
+    for kept in [
+        &cancelled_recently,
+        &pending_recent,
+        &pending_open,
+        &rotated_grant,
+    ] {
+        assert!(
+            store
+                .grant_by_continue_id(&kept.continue_id)
+                .await
+                .expect("lookup")
+                .is_some(),
+            "kept grant {}",
+            kept.id
+        );
+    }
+    for gone in [&expired_grant, &cancelled_long_ago, &abandoned] {
+        assert!(store
+            .grant_by_continue_id(&gone.continue_id)
+            .await
+            .expect("lookup")
+            .is_none());
+    }
+    assert!(store
+        .interaction_by_id(&abandoned_interaction.id)
+        .await
+        .expect("lookup")
+        .is_none());
+    assert!(store
+        .interaction_by_id(&open_interaction.id)
+        .await
+        .expect("lookup")
+        .is_some());
+
+    // Nothing left to do.
+    let again = store.purge_expired(cutoff, 1000).await.expect("purge");
+    assert_eq!((again.tokens, again.grants), (0, 0));
+}
+
+async fn purge_works_in_batches(store: SharedStore) {
+    let now = now_ms();
+    let long_ago = now - 10 * DAY;
+    for _ in 0..25 {
+        issued_at(&store, long_ago, long_ago + MINUTE).await;
+    }
+    let mut tokens = Vec::new();
+    let mut grants = 0;
+    loop {
+        let batch = store.purge_expired(now - DAY, 10).await.expect("purge");
+        assert!(batch.tokens <= 10 && batch.grants <= 10, "{batch:?}");
+        tokens.push(batch.tokens);
+        grants += batch.grants;
+        if batch.tokens == 0 && batch.grants == 0 {
+            break;
+        }
+    }
+    assert_eq!(tokens, vec![10, 10, 5, 0]);
+    assert_eq!(grants, 25);
 }
 
 async fn ping_answers(store: SharedStore) {
@@ -769,7 +949,7 @@ async fn concurrent_rotations_have_one_winner(nodes: Vec<SharedStore>) {
         );
         for loser in &losers {
             assert!(
-                token(observer, &loser.manage_id).await.is_none(),
+                lookup(observer, &loser.manage_id).await.is_none(),
                 "iteration {iteration}: a losing successor was stored"
             );
         }
@@ -810,7 +990,7 @@ async fn cancel_racing_rotate_leaves_no_live_token(nodes: Vec<SharedStore>) {
         canceller.await.expect("cancel task");
         let outcome = rotator.await.expect("rotate task");
         let observer = &nodes[(iteration + 2) % nodes.len()];
-        let (old_now, g) = token(observer, &old.manage_id).await.expect("old exists");
+        let (old_now, g) = lookup(observer, &old.manage_id).await.expect("old exists");
         assert!(
             g.state.is_revoked(),
             "iteration {iteration}: grant cancelled"
@@ -831,7 +1011,7 @@ async fn cancel_racing_rotate_leaves_no_live_token(nodes: Vec<SharedStore>) {
             }
             RotateOutcome::NotLive => {
                 assert!(
-                    token(observer, &successor.manage_id).await.is_none(),
+                    lookup(observer, &successor.manage_id).await.is_none(),
                     "iteration {iteration}: a refused rotation stored its successor"
                 );
             }
@@ -883,7 +1063,7 @@ async fn revoke_racing_rotate_leaves_at_most_the_successor(nodes: Vec<SharedStor
                 );
             }
             RotateOutcome::NotLive => {
-                assert!(token(observer, &successor.manage_id).await.is_none());
+                assert!(lookup(observer, &successor.manage_id).await.is_none());
             }
         }
     }
@@ -897,7 +1077,8 @@ async fn revoke_is_visible_on_every_node_once_acknowledged(nodes: Vec<SharedStor
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Background readers on the other nodes, so the revoke races live reads.
         let mut readers = Vec::new();
-        for node in nodes.iter().skip(1).cloned() {
+        for node in nodes.iter().skip(1) {
+            let node = node.clone();
             let stop = stop.clone();
             let hash = tok.hash;
             readers.push(tokio::spawn(async move {
@@ -981,7 +1162,341 @@ async fn cancel_racing_issue_leaves_no_live_token(nodes: Vec<SharedStore>) {
                 "iteration {iteration}: a token issued before the cancel survived it"
             );
         } else {
-            assert!(token(observer, &first.manage_id).await.is_none());
+            assert!(lookup(observer, &first.manage_id).await.is_none());
+        }
+    }
+}
+
+/// The janitor on one node, with the most aggressive cutoff (now), while other nodes rotate and
+/// cancel: no call fails (no deadlock), and live tokens survive every batch.
+async fn purge_racing_the_lifecycle_keeps_live_state(nodes: Vec<SharedStore>) {
+    let rounds = (race_iterations() / 4).max(1);
+    for iteration in 0..rounds {
+        let (grant, first) = issued(&nodes[0]).await;
+        let (doomed, doomed_token) = issued(&nodes[0]).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let purger = {
+            let node = nodes[2].clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut batches = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || batches == 0 {
+                    let batch = node.purge_expired(now_ms(), 50).await.expect("purge");
+                    assert!(!batch.skipped, "only one janitor here");
+                    batches += 1;
+                }
+                batches
+            })
+        };
+        let canceller = {
+            let node = nodes[(iteration + 1) % 2].clone();
+            let id = doomed.id.clone();
+            tokio::spawn(async move { node.cancel_grant(&id, now_ms()).await.expect("cancel") })
+        };
+        let mut current = first;
+        for _ in 0..5 {
+            let successor = token_for(&grant, now_ms());
+            let node = &nodes[iteration % 2];
+            let outcome = node
+                .rotate_token(&current.manage_id, &successor, now_ms())
+                .await
+                .expect("rotate while the janitor runs");
+            assert_eq!(outcome, RotateOutcome::Rotated, "iteration {iteration}");
+            current = successor;
+        }
+        canceller.await.expect("cancel task");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        purger.await.expect("purger");
+        let (live, g) = lookup(&nodes[2], &current.manage_id)
+            .await
+            .expect("the live token survives the janitor");
+        assert_eq!(live.revoked_at, None);
+        assert!(!g.state.is_revoked());
+        // The cancelled grant's token is dead, or gone: never live.
+        if let Some((t, _)) = lookup(&nodes[2], &doomed_token.manage_id).await {
+            assert!(t.revoked_at.is_some());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth clients and tokens (the store the server uses, from `store::open_stores`)
+// ---------------------------------------------------------------------------------------------
+
+fn oauth_client(now: Millis) -> OAuthClient {
+    OAuthClient::generate(
+        "Partner app".to_string(),
+        vec!["payments:read".to_string(), "payments:write".to_string()],
+        now,
+    )
+    .0
+}
+
+fn oauth_token(client: &OAuthClient, now: Millis) -> OAuthTokenRecord {
+    OAuthTokenRecord {
+        hash: TokenValue::generate().hash(),
+        client_id: client.id.clone(),
+        scopes: vec!["payments:read".to_string()],
+        created_at: now,
+        expires_at: now + 60 * MINUTE,
+        revoked_at: None,
+    }
+}
+
+async fn oauth_token_state(
+    nodes: &[SharedOAuthStore],
+    hash: &TokenHash,
+) -> Option<(OAuthTokenRecord, OAuthClient)> {
+    nodes[0].token_by_hash(hash).await.expect("lookup")
+}
+
+async fn oauth_clients_and_tokens_round_trip(nodes: Vec<SharedOAuthStore>) {
+    let store = &nodes[0];
+    let now = now_ms();
+    let first = oauth_client(now);
+    let mut second = oauth_client(now + 1);
+    second.name = "Other app".to_string();
+    store.insert_client(&first).await.expect("insert");
+    store.insert_client(&second).await.expect("insert");
+    assert_eq!(
+        store.client_by_id(&first.id).await.expect("lookup"),
+        Some(first.clone())
+    );
+    assert!(store
+        .client_by_id(&new_id())
+        .await
+        .expect("lookup")
+        .is_none());
+    assert_eq!(
+        store.list_clients().await.expect("list"),
+        vec![first.clone(), second.clone()],
+        "oldest first"
+    );
+    let err = store.insert_client(&first).await.expect_err("duplicate id");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let token = oauth_token(&first, now);
+    assert!(store.insert_token(&token).await.expect("insert token"));
+    let (t, c) = store
+        .token_by_hash(&token.hash)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(t, token);
+    assert_eq!(c, first);
+    assert!(token.is_active(&c, now));
+
+    // A token of another client is not revoked (RFC 7009 §2.1); its own client revokes it,
+    // once.
+    assert!(!store
+        .revoke_token(&token.hash, &second.id, now)
+        .await
+        .expect("revoke"));
+    assert_eq!(
+        oauth_token_state(&nodes, &token.hash)
+            .await
+            .expect("found")
+            .0
+            .revoked_at,
+        None
+    );
+    assert!(store
+        .revoke_token(&token.hash, &first.id, now)
+        .await
+        .expect("revoke"));
+    assert!(!store
+        .revoke_token(&token.hash, &first.id, now + 1)
+        .await
+        .expect("again"));
+    assert_eq!(
+        oauth_token_state(&nodes, &token.hash)
+            .await
+            .expect("found")
+            .0
+            .revoked_at,
+        Some(now)
+    );
+    // Unknown client: no token.
+    let mut stray = oauth_token(&first, now);
+    stray.client_id = new_id();
+    assert!(!store.insert_token(&stray).await.expect("insert"));
+}
+
+async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
+    let store = &nodes[0];
+    let now = now_ms();
+    let client = oauth_client(now);
+    store.insert_client(&client).await.expect("insert");
+    let tokens: Vec<OAuthTokenRecord> = (0..3).map(|_| oauth_token(&client, now)).collect();
+    for t in &tokens {
+        assert!(store.insert_token(t).await.expect("insert"));
+    }
+
+    // Disabling revokes every token and stops new ones; enabling does not revive them.
+    assert_eq!(
+        store
+            .disable_client(&client.id, now)
+            .await
+            .expect("disable"),
+        Some(3)
+    );
+    assert_eq!(
+        store
+            .disable_client(&client.id, now + 5)
+            .await
+            .expect("again"),
+        Some(0)
+    );
+    let c = store
+        .client_by_id(&client.id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(c.disabled_at, Some(now), "first disable time stands");
+    assert!(!store
+        .insert_token(&oauth_token(&client, now))
+        .await
+        .expect("insert"));
+    assert!(store.enable_client(&client.id).await.expect("enable"));
+    for t in &tokens {
+        let (t, c) = oauth_token_state(&nodes, &t.hash).await.expect("found");
+        assert_eq!(t.revoked_at, Some(now));
+        assert!(!t.is_active(&c, now));
+    }
+    let fresh = oauth_token(&client, now);
+    assert!(store
+        .insert_token(&fresh)
+        .await
+        .expect("insert after enable"));
+
+    // A new secret, keeping tokens, then revoking them.
+    let new_secret = TokenValue::generate().hash();
+    assert_eq!(
+        store
+            .set_client_secret(&client.id, &new_secret, now + 10, false)
+            .await
+            .expect("rotate secret"),
+        Some(0)
+    );
+    let c = store
+        .client_by_id(&client.id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(c.secret_hash, new_secret);
+    assert_eq!(c.secret_rotated_at, Some(now + 10));
+    assert_eq!(
+        oauth_token_state(&nodes, &fresh.hash)
+            .await
+            .expect("found")
+            .0
+            .revoked_at,
+        None
+    );
+    assert_eq!(
+        store
+            .set_client_secret(&client.id, &new_secret, now + 20, true)
+            .await
+            .expect("rotate secret"),
+        Some(1)
+    );
+    assert!(oauth_token_state(&nodes, &fresh.hash)
+        .await
+        .expect("found")
+        .0
+        .revoked_at
+        .is_some());
+
+    // Unknown clients.
+    assert_eq!(
+        store.disable_client(&new_id(), now).await.expect("disable"),
+        None
+    );
+    assert!(!store.enable_client(&new_id()).await.expect("enable"));
+    assert_eq!(
+        store
+            .set_client_secret(&new_id(), &new_secret, now, true)
+            .await
+            .expect("secret"),
+        None
+    );
+
+    // Deleting takes the tokens along.
+    assert!(store.delete_client(&client.id).await.expect("delete"));
+    assert!(!store.delete_client(&client.id).await.expect("delete again"));
+    assert!(store
+        .client_by_id(&client.id)
+        .await
+        .expect("lookup")
+        .is_none());
+    for t in &tokens {
+        assert!(oauth_token_state(&nodes, &t.hash).await.is_none());
+    }
+}
+
+async fn oauth_expired_tokens_are_deleted(nodes: Vec<SharedOAuthStore>) {
+    let store = &nodes[0];
+    let now = now_ms();
+    let client = oauth_client(now);
+    store.insert_client(&client).await.expect("insert");
+    let mut expired = oauth_token(&client, now - 2 * DAY);
+    expired.expires_at = now - DAY;
+    let live = oauth_token(&client, now);
+    assert!(store.insert_token(&expired).await.expect("insert"));
+    assert!(store.insert_token(&live).await.expect("insert"));
+    assert_eq!(store.delete_expired_tokens(now).await.expect("delete"), 1);
+    assert!(oauth_token_state(&nodes, &expired.hash).await.is_none());
+    assert!(oauth_token_state(&nodes, &live.hash).await.is_some());
+}
+
+/// Tokens issued on two nodes while a third disables the client: once all have answered, no
+/// issued token is unrevoked, and enabling the client again revives none of them.
+async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthStore>) {
+    const ISSUERS: usize = 4;
+    for iteration in 0..race_iterations() {
+        let now = now_ms();
+        let client = oauth_client(now);
+        nodes[0].insert_client(&client).await.expect("insert");
+        let barrier = Arc::new(Barrier::new(ISSUERS + 1));
+        let mut issuers = Vec::new();
+        for i in 0..ISSUERS {
+            let node = nodes[i % 2].clone();
+            let barrier = barrier.clone();
+            let token = oauth_token(&client, now);
+            issuers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let issued = node.insert_token(&token).await.expect("insert");
+                (issued, token)
+            }));
+        }
+        let disabler = {
+            let node = nodes[2].clone();
+            let barrier = barrier.clone();
+            let id = client.id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.disable_client(&id, now_ms()).await.expect("disable")
+            })
+        };
+        disabler.await.expect("disable task");
+        let mut issued = Vec::new();
+        for issuer in issuers {
+            let (ok, token) = issuer.await.expect("issue task");
+            if ok {
+                issued.push(token);
+            }
+        }
+        assert!(nodes[1].enable_client(&client.id).await.expect("enable"));
+        for token in &issued {
+            let (t, c) = nodes[(iteration + 1) % nodes.len()]
+                .token_by_hash(&token.hash)
+                .await
+                .expect("lookup")
+                .expect("issued tokens are stored");
+            assert!(
+                t.revoked_at.is_some() && !t.is_active(&c, now_ms()),
+                "iteration {iteration}: a token issued around the disable survived it"
+            );
         }
     }
 }
@@ -1020,7 +1535,7 @@ async fn acknowledged_changes_survive_reopen(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(stored(&store, &old.manage_id).await.revoked_at, Some(now));
     assert_eq!(stored(&store, &successor.manage_id).await, successor);
-    let (t, g) = token(&store, &doomed.manage_id).await.expect("found");
+    let (t, g) = lookup(&store, &doomed.manage_id).await.expect("found");
     assert_eq!(t.revoked_at, Some(now));
     assert!(g.state.is_revoked());
     assert_eq!(
@@ -1119,21 +1634,25 @@ async fn concurrent_opens_migrate_once(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 
 /// Instantiates each check for SQLite and PostgreSQL. `store:` checks get one store, `nodes:`
-/// checks three independent stores on one database, `db:` checks the test database.
+/// checks three independent stores on one database, `oauth:` checks three independent OAuth
+/// stores (as the server opens them), `db:` checks the test database.
 macro_rules! conformance {
     (
         store: [$($store_check:ident),* $(,)?],
         nodes: [$($nodes_check:ident),* $(,)?],
+        oauth: [$($oauth_check:ident),* $(,)?],
         db: [$($db_check:ident),* $(,)?] $(,)?
     ) => {
         conformance!(@backend sqlite, TestDb::sqlite,
-            store: [$($store_check),*], nodes: [$($nodes_check),*], db: [$($db_check),*]);
+            store: [$($store_check),*], nodes: [$($nodes_check),*],
+            oauth: [$($oauth_check),*], db: [$($db_check),*]);
         conformance!(@backend postgres, TestDb::postgres,
-            store: [$($store_check),*], nodes: [$($nodes_check),*], db: [$($db_check),*]);
+            store: [$($store_check),*], nodes: [$($nodes_check),*],
+            oauth: [$($oauth_check),*], db: [$($db_check),*]);
     };
     (@backend $backend:ident, $make:path,
         store: [$($store_check:ident),*], nodes: [$($nodes_check:ident),*],
-        db: [$($db_check:ident),*]) => {
+        oauth: [$($oauth_check:ident),*], db: [$($db_check:ident),*]) => {
         mod $backend {
             use super::*;
             $(
@@ -1154,6 +1673,13 @@ macro_rules! conformance {
                     for node in nodes {
                         node.close().await;
                     }
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $oauth_check() {
+                    let db = $make().await;
+                    super::$oauth_check(db.oauth_nodes(3).await).await;
                 }
             )*
             $(
@@ -1181,6 +1707,8 @@ conformance! {
         cancel_pending_grant,
         interactive_grant_lifecycle,
         rejected_grant_issues_nothing,
+        purge_removes_only_dead_state_past_the_cutoff,
+        purge_works_in_batches,
         ping_answers,
     ],
     nodes: [
@@ -1189,6 +1717,13 @@ conformance! {
         revoke_racing_rotate_leaves_at_most_the_successor,
         revoke_is_visible_on_every_node_once_acknowledged,
         cancel_racing_issue_leaves_no_live_token,
+        purge_racing_the_lifecycle_keeps_live_state,
+    ],
+    oauth: [
+        oauth_clients_and_tokens_round_trip,
+        oauth_disable_enable_secret_and_delete,
+        oauth_expired_tokens_are_deleted,
+        oauth_disable_racing_issue_leaves_no_live_token,
     ],
     db: [
         acknowledged_changes_survive_reopen,
@@ -1204,5 +1739,34 @@ mod postgres_only {
     async fn concurrent_opens_migrate_once() {
         let db = TestDb::postgres().await;
         super::concurrent_opens_migrate_once(&db).await;
+    }
+
+    /// One node at a time: while another session holds the janitor's advisory lock, a batch
+    /// does nothing and says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn purge_skips_while_another_node_holds_the_lock() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let long_ago = now_ms() - 10 * DAY;
+        issued_at(&store, long_ago, long_ago + MINUTE).await;
+
+        let mut other = sqlx::PgConnection::connect(db.url())
+            .await
+            .expect("connect");
+        let mut tx = other.begin().await.expect("begin");
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(store::purge::LOCK_KEY)
+            .execute(&mut *tx)
+            .await
+            .expect("lock");
+        let batch = store.purge_expired(now_ms(), 100).await.expect("purge");
+        assert!(batch.skipped);
+        assert_eq!((batch.tokens, batch.grants), (0, 0));
+        tx.commit().await.expect("release");
+        let batch = store.purge_expired(now_ms(), 100).await.expect("purge");
+        assert!(!batch.skipped);
+        assert_eq!((batch.tokens, batch.grants), (1, 1));
+        let _ = other.close().await;
+        store.close().await;
     }
 }

@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Admin API token (the admin API is off without one).
     #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// OAuth access token lifetime in seconds (default 3600).
+    #[arg(long, env = "LATCHKEY_OAUTH_TOKEN_LIFETIME", value_name = "SECS")]
+    oauth_token_lifetime: Option<u64>,
     /// Secret the identity provider sends as `x-idp-secret` (the IdP API is off without one).
     #[arg(long, env = "LATCHKEY_IDP_SECRET", hide_env_values = true)]
     idp_secret: Option<String>,
@@ -60,6 +63,7 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
             admin_token: self.admin_token.clone(),
+            oauth_token_lifetime_secs: self.oauth_token_lifetime,
             idp_secret: self.idp_secret.clone(),
             consent_url: self.consent_url.clone(),
             access_token_lifetime_secs: self.access_token_lifetime,

@@ -98,7 +98,7 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin);
         }
         limiter.record_failure(None, source);
-        tracing::info!(source = ?source, "admin API: authentication failed");
+        tracing::info!(source = %crate::oauth::shown(source), "admin API: authentication failed");
         let description = if presented.is_some() {
             "the admin token is wrong"
         } else {

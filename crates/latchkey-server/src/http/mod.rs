@@ -1,8 +1,10 @@
 //! HTTP: parse, authenticate, render. No business rules here; those live in `domain`.
 //!
 //! Two routers: the **public** one (GNAP grant, continuation and token management, sandbox
-//! wallets) and the **private** one (GNAP introspection, health), so that network placement
-//! alone keeps introspection off the internet.
+//! wallets, the OAuth endpoints under `/oauth/`) and the **private** one (GNAP introspection,
+//! health, the admin API under `/admin/`), so that network placement alone keeps GNAP
+//! introspection and administration off the internet. OAuth introspection stays public: the
+//! Kopo Kopo SDKs build every OAuth URL from one base URL, and it authenticates the client.
 
 pub mod admin;
 pub mod auth;

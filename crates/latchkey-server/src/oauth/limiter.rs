@@ -88,7 +88,7 @@ impl Log {
     }
 
     fn stale(&self, now: u64, window: u64) -> bool {
-        self.0.back().map_or(true, |&t| t + window <= now)
+        !matches!(self.0.back(), Some(&t) if t + window > now)
     }
 }
 
@@ -257,7 +257,7 @@ impl FailureLimiter {
         if len(state) < MAX_KEYS {
             return true;
         }
-        if state.last_sweep.map_or(true, |t| now >= t + 1000) {
+        if !matches!(state.last_sweep, Some(t) if now < t + 1000) {
             let window = self.window();
             let ttl = u64::try_from(self.config.trust_ttl.as_millis()).unwrap_or(u64::MAX / 4);
             state.clients.retain(|_, log| !log.stale(now, window));

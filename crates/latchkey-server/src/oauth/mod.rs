@@ -117,6 +117,11 @@ fn millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A source address for logs.
+pub(crate) fn shown(source: Option<IpAddr>) -> String {
+    source.map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
 const AUTH_FAILED: &str = "client authentication failed: unknown client or wrong secret";
 
 impl OAuthService {
@@ -160,9 +165,9 @@ impl OAuthService {
         limiter
             .check(credentials.client_id, source)
             .map_err(|limited| {
-                tracing::info!(
+                tracing::debug!(
                     client_id = credentials.client_id.unwrap_or_default(),
-                    source = ?source,
+                    source = %shown(source),
                     per_client = limited.per_client,
                     "client authentication refused: too many failures"
                 );
@@ -185,12 +190,12 @@ impl OAuthService {
         };
         let Some(client) = self.inner.store.client_by_id(id).await? else {
             limiter.record_failure(None, source);
-            tracing::debug!(source = ?source, "client authentication failed: unknown client id");
+            tracing::debug!(source = %shown(source), "client authentication failed: unknown client id");
             return Err(OAuthFailure::InvalidClient(AUTH_FAILED.into()));
         };
         if !client.secret_matches(secret) {
             limiter.record_failure(Some(&client.id), source);
-            tracing::info!(client_id = %client.id, source = ?source, "client authentication failed: wrong secret");
+            tracing::info!(client_id = %client.id, source = %shown(source), "client authentication failed: wrong secret");
             return Err(OAuthFailure::InvalidClient(AUTH_FAILED.into()));
         }
         if !client.is_enabled() {
@@ -259,7 +264,7 @@ impl OAuthService {
             .revoke_token(&hash, &client.id, now_ms())
             .await?;
         if revoked {
-            tracing::info!(client_id = %client.id, token = ?hash, "oauth access token revoked");
+            tracing::info!(client_id = %client.id, token_hash = ?hash, "oauth access token revoked");
         } else {
             tracing::debug!(client_id = %client.id, "revocation had no effect (unknown, already revoked, or another client's token)");
         }

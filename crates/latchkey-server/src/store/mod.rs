@@ -5,6 +5,9 @@
 
 pub mod oauth;
 pub mod postgres;
+pub mod postgres_notify;
+pub mod postgres_oauth;
+pub mod purge;
 mod schema;
 pub mod sqlite;
 
@@ -45,6 +48,17 @@ pub enum RotateOutcome {
     /// The old token was no longer live (revoked, rotated by a concurrent call, or its grant
     /// cancelled): nothing changed.
     NotLive,
+}
+
+/// What one [`Store::purge_expired`] batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    /// Access tokens deleted (not counting those deleted with their grant).
+    pub tokens: u64,
+    /// Grants deleted, with their remaining tokens and interaction.
+    pub grants: u64,
+    /// Another node was running a batch; nothing was done.
+    pub skipped: bool,
 }
 
 /// The persistence the token lifecycle needs. Every method is one transaction.
@@ -94,6 +108,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the store's connections, waiting for them to finish. Later calls fail.
     async fn close(&self) {}
+
+    /// One janitor batch: deletes at most `limit` access tokens that were revoked, or expired,
+    /// before `before`, then at most `limit` grants that can no longer matter: cancelled or
+    /// rejected before `before`, issued with no token left, or abandoned in interaction since
+    /// before `before`. Deleting never makes anything active: an unknown token is inactive.
+    /// On PostgreSQL one node at a time runs a batch (transaction-scoped advisory lock);
+    /// [`PurgeOutcome::skipped`] tells a node that another holds it.
+    async fn purge_expired(&self, before: Millis, limit: u32) -> Result<PurgeOutcome, StoreError>;
 
     /// Inserts a pending grant and its interaction, in one transaction.
     async fn create_interactive_grant(
@@ -218,15 +240,17 @@ pub struct Stores {
 /// Like [`open`], but returns every store over the same connections (what the server needs).
 pub async fn open_stores(database_url: &str) -> Result<Stores, StoreError> {
     if database_url.starts_with("sqlite:") {
-        let store = Arc::new(sqlite::SqliteStore::open(database_url).await?);
+        let store = sqlite::SqliteStore::open(database_url).await?;
         Ok(Stores {
-            gnap: store.clone(),
-            oauth: store,
+            oauth: Arc::new(oauth::SqliteOAuthStore::new(store.clone())),
+            gnap: Arc::new(store),
         })
     } else if is_postgres_url(database_url) {
+        // One pool serves both: PostgreSQL commits concurrent transactions together already.
+        let store = postgres::PostgresStore::open(database_url).await?;
         Ok(Stores {
-            gnap: Arc::new(postgres::PostgresStore::open(database_url).await?),
-            oauth: Arc::new(oauth::NotSupported),
+            oauth: Arc::new(store.clone()),
+            gnap: Arc::new(store),
         })
     } else {
         Err(unsupported_scheme(database_url))

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::SqliteStore;
 use super::StoreError;
@@ -129,6 +130,29 @@ fn token_from_row(row: &SqliteRow) -> Result<OAuthTokenRecord, StoreError> {
         expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
         revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
     })
+}
+
+/// Inserts a token if its client exists and is enabled; true when inserted.
+async fn insert_token_in<'c, E>(executor: E, token: &OAuthTokenRecord) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let inserted = sqlx::query(
+        "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS \
+         (SELECT 1 FROM oauth_clients WHERE id = ?2 AND disabled_at IS NULL)",
+    )
+    .bind(token.hash.as_bytes())
+    .bind(&token.client_id)
+    .bind(token.scopes.join(" "))
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(executor)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 async fn revoke_all<'c, E>(executor: E, client_id: &str, now: Millis) -> Result<u64, StoreError>
@@ -266,22 +290,7 @@ impl OAuthStore for SqliteStore {
     }
 
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS \
-             (SELECT 1 FROM oauth_clients WHERE id = ?2 AND disabled_at IS NULL)",
-        )
-        .bind(token.hash.as_bytes())
-        .bind(&token.client_id)
-        .bind(token.scopes.join(" "))
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .bind(token.revoked_at)
-        .execute(self.writer())
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(inserted == 1)
+        insert_token_in(self.writer(), token).await
     }
 
     async fn token_by_hash(
@@ -331,6 +340,122 @@ impl OAuthStore for SqliteStore {
                 .map_err(db_error)?
                 .rows_affected(),
         )
+    }
+}
+
+/// Most token inserts committed together by [`SqliteOAuthStore`].
+pub const MAX_GROUP_COMMIT: usize = 256;
+
+type PendingInsert = (OAuthTokenRecord, oneshot::Sender<Result<bool, StoreError>>);
+
+/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus **group
+/// commit** of token inserts, the `client_credentials` hot path.
+///
+/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Inserts arriving
+/// while a commit is under way queue up and go into the next transaction together (up to
+/// [`MAX_GROUP_COMMIT`]), so one fsync serves many token requests. Each caller is answered
+/// only after the commit that holds its token, so an issued token is as durable as before.
+/// Every other method goes straight to [`SqliteStore`].
+pub struct SqliteOAuthStore {
+    db: SqliteStore,
+    inserts: mpsc::Sender<PendingInsert>,
+}
+
+impl SqliteOAuthStore {
+    /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
+    /// when the store is dropped).
+    pub fn new(db: SqliteStore) -> Self {
+        let (inserts, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
+        tokio::spawn(group_commit(db.clone(), queue));
+        SqliteOAuthStore { db, inserts }
+    }
+}
+
+async fn group_commit(db: SqliteStore, mut queue: mpsc::Receiver<PendingInsert>) {
+    let mut batch: Vec<PendingInsert> = Vec::with_capacity(MAX_GROUP_COMMIT);
+    while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
+        match insert_batch(&db, &batch).await {
+            Ok(inserted) => {
+                for ((_, reply), ok) in batch.drain(..).zip(inserted) {
+                    let _ = reply.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_batch(db: &SqliteStore, batch: &[PendingInsert]) -> Result<Vec<bool>, StoreError> {
+    let mut tx = db.writer().begin().await.map_err(db_error)?;
+    let mut inserted = Vec::with_capacity(batch.len());
+    for (token, _) in batch {
+        inserted.push(insert_token_in(&mut *tx, token).await?);
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(inserted)
+}
+
+#[async_trait]
+impl OAuthStore for SqliteOAuthStore {
+    async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
+        self.db.insert_client(client).await
+    }
+    async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
+        self.db.client_by_id(id).await
+    }
+    async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
+        self.db.list_clients().await
+    }
+    async fn disable_client(&self, id: &str, now: Millis) -> Result<Option<u64>, StoreError> {
+        self.db.disable_client(id, now).await
+    }
+    async fn enable_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.db.enable_client(id).await
+    }
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &TokenHash,
+        now: Millis,
+        revoke_tokens: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.db
+            .set_client_secret(id, secret_hash, now, revoke_tokens)
+            .await
+    }
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.db.delete_client(id).await
+    }
+    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the token writer has stopped".into());
+        self.inserts
+            .send((token.clone(), reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+    async fn token_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
+        self.db.token_by_hash(hash).await
+    }
+    async fn revoke_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.db.revoke_token(hash, client_id, now).await
+    }
+    async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
+        self.db.delete_expired_tokens(before).await
     }
 }
 

@@ -32,7 +32,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::schema::{run_migrations, MigrationReport};
-use super::{RotateOutcome, Store, StoreError};
+use super::{purge, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -57,6 +57,9 @@ pub struct PgSettings {
     /// `idle_in_transaction_session_timeout`: a node that vanishes mid-transaction (a network
     /// partition rather than a crash, which closes the socket) cannot hold row locks longer.
     pub idle_in_transaction_timeout: Duration,
+    /// Longest a store call may take end to end. `statement_timeout` is enforced by the server
+    /// and cannot help when the network path itself is dead; this deadline can.
+    pub operation_timeout: Duration,
 }
 
 impl Default for PgSettings {
@@ -66,6 +69,7 @@ impl Default for PgSettings {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15),
             idle_in_transaction_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Default for PgSettings {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    operation_timeout: Duration,
 }
 
 /// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
@@ -121,12 +126,65 @@ impl PostgresStore {
             .acquire_timeout(settings.acquire_timeout)
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        Ok((PostgresStore { pool }, report))
+        let store = PostgresStore {
+            pool,
+            operation_timeout: settings.operation_timeout,
+        };
+        Ok((store, report))
     }
 
     /// The connection pool, for the janitor and the notification listener.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// One purge statement in its own transaction, under the janitor's advisory lock; `None`
+    /// when another node holds the lock. The lock is transaction-scoped: the commit releases
+    /// it, and so does the server if this node dies, so a crashed janitor blocks nobody.
+    async fn purge_step(
+        &self,
+        statement: &str,
+        before: Millis,
+        limit: u32,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(purge::LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if !locked {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        // Dead rows only. A row that a rotation, revoke or cancel is changing right now waits
+        // for it, then is re-checked against the cutoff (READ COMMITTED fact 2).
+        let deleted = sqlx::query(statement)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(deleted))
+    }
+
+    /// Runs one store call under [`PgSettings::operation_timeout`]. On timeout the call's
+    /// future is dropped: sqlx then discards or resets its connection, and an open transaction
+    /// is rolled back by the server. The caller gets a 503 and was acknowledged nothing.
+    pub(crate) async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.operation_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {:?}",
+                    self.operation_timeout
+                )))
+            })
     }
 }
 
@@ -325,78 +383,94 @@ impl Store for PostgresStore {
         grant: &Grant,
         token: Option<&AccessTokenRecord>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        insert_grant(&mut tx, grant).await?;
-        if let Some(token) = token {
-            insert_token(&mut tx, token).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            insert_grant(&mut tx, grant).await?;
+            if let Some(token) = token {
+                insert_token(&mut tx, token).await?;
+            }
+            tx.commit().await.map_err(db_error)
+        })
+        .await
     }
 
     async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(continue_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(grant_from_row).transpose()
+        self.bounded(async {
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = $1");
+            let row = sqlx::query(&sql)
+                .bind(continue_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(grant_from_row).transpose()
+        })
+        .await
     }
 
     async fn token_by_manage_id(
         &self,
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-             JOIN grants g ON g.id = t.grant_id WHERE t.manage_id = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(manage_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref()
-            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-            .transpose()
+        self.bounded(async {
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.manage_id = $1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(manage_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref()
+                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+                .transpose()
+        })
+        .await
     }
 
     async fn token_by_hash(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        // One statement, one snapshot: the token and its grant are read as of the same instant,
-        // so a committed cancel is seen either in both or (for the token row) not before the
-        // grant row. Any revoke acknowledged before this statement started is visible (fact 1).
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-             JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref()
-            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-            .transpose()
+        self.bounded(async {
+            // One statement, one snapshot: the token and its grant are read as of the same instant,
+            // so a committed cancel is seen either in both or (for the token row) not before the
+            // grant row. Any revoke acknowledged before this statement started is visible (fact 1).
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref()
+                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+                .transpose()
+        })
+        .await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
-        // One conditional update, its own transaction. Racing a rotation of the same token, the
-        // two meet on the token row lock: if the revoke wins, the rotation's own conditional kill
-        // re-checks `revoked_at IS NULL`, fails, and the rotation answers NotLive; if the
-        // rotation wins, this update finds the row revoked and does nothing (the successor is a
-        // different token with its own manage URL). Idempotent either way.
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at = $2 WHERE manage_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(manage_id)
-        .bind(now)
-        .execute(&self.pool)
+        self.bounded(async {
+            // One conditional update, its own transaction. Racing a rotation of the same token, the
+            // two meet on the token row lock: if the revoke wins, the rotation's own conditional
+            // kill re-checks `revoked_at IS NULL`, fails, and the rotation answers NotLive; if the
+            // rotation wins, this update finds the row revoked and does nothing (the successor is a
+            // different token with its own manage URL). Idempotent either way.
+            sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $2 \
+                 WHERE manage_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(manage_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+            Ok(())
+        })
         .await
-        .map_err(db_error)?;
-        Ok(())
     }
 
     async fn rotate_token(
@@ -405,99 +479,138 @@ impl Store for PostgresStore {
         successor: &AccessTokenRecord,
         now: Millis,
     ) -> Result<RotateOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // Step 1: lock the grant row. This is what makes "cancel racing rotate leaves no live
-        // token" hold. Without it, a rotation could check the grant (not cancelled), then a
-        // cancel's token sweep could start (its snapshot predates our successor, so it cannot
-        // see it), then we insert and commit the successor: a live token on a cancelled grant.
-        // With it, cancel and rotation of one grant are strictly ordered:
-        // - cancel first: we wait here, then read state = 'revoked' and answer NotLive;
-        // - rotation first: cancel's `UPDATE grants` waits for our commit, and its token sweep,
-        //   a later statement with a fresh snapshot (fact 1), sees and revokes the successor.
-        let Some((grant_id, state)) = lock_grant_of_token(&mut tx, old_manage_id).await? else {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(RotateOutcome::NotLive);
-        };
-        let grant_live = matches!(GrantState::parse(&state), Some(s) if !s.is_revoked());
-        if !grant_live {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(RotateOutcome::NotLive);
-        }
-        if grant_id != successor.grant_id {
-            tx.rollback().await.map_err(db_error)?;
-            return Err(StoreError::Conflict(
-                "a successor token must belong to the grant of the token it replaces".into(),
-            ));
-        }
-        // Step 2: kill the old token, only if it is still unrevoked. Concurrent rotations of the
-        // same token already queue on the grant lock; this condition alone would also be enough
-        // for them (fact 2: the loser re-checks `revoked_at IS NULL` and changes nothing), and
-        // it is what stops a rotation racing a plain revoke, which does not lock the grant.
-        let killed = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = $2, rotated_to = $3 \
-             WHERE manage_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(old_manage_id)
-        .bind(now)
-        .bind(&successor.manage_id)
-        .execute(&mut *tx)
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            // Step 1: lock the grant row. This is what makes "cancel racing rotate leaves no live
+            // token" hold. Without it, a rotation could check the grant (not cancelled), then a
+            // cancel's token sweep could start (its snapshot predates our successor, so it cannot
+            // see it), then we insert and commit the successor: a live token on a cancelled grant.
+            // With it, cancel and rotation of one grant are strictly ordered:
+            // - cancel first: we wait here, then read state = 'revoked' and answer NotLive;
+            // - rotation first: cancel's `UPDATE grants` waits for our commit, and its token sweep,
+            //   a later statement with a fresh snapshot (fact 1), sees and revokes the successor.
+            let Some((grant_id, state)) = lock_grant_of_token(&mut tx, old_manage_id).await? else {
+                tx.rollback().await.map_err(db_error)?;
+                return Ok(RotateOutcome::NotLive);
+            };
+            let grant_live = matches!(GrantState::parse(&state), Some(s) if !s.is_revoked());
+            if !grant_live {
+                tx.rollback().await.map_err(db_error)?;
+                return Ok(RotateOutcome::NotLive);
+            }
+            if grant_id != successor.grant_id {
+                tx.rollback().await.map_err(db_error)?;
+                return Err(StoreError::Conflict(
+                    "a successor token must belong to the grant of the token it replaces".into(),
+                ));
+            }
+            // Step 2: kill the old token, only if it is still unrevoked. Concurrent rotations of
+            // the same token already queue on the grant lock; this condition alone would also be
+            // enough for them (fact 2: the loser re-checks `revoked_at IS NULL` and changes
+            // nothing), and it is what stops a rotation racing a plain revoke, which does not lock
+            // the grant.
+            let killed = sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $2, rotated_to = $3 \
+                 WHERE manage_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(old_manage_id)
+            .bind(now)
+            .bind(&successor.manage_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if killed != 1 {
+                tx.rollback().await.map_err(db_error)?;
+                return Ok(RotateOutcome::NotLive);
+            }
+            // Step 3: the successor, in the same transaction: both changes or neither.
+            insert_token(&mut tx, successor).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(RotateOutcome::Rotated)
+        })
         .await
-        .map_err(db_error)?
-        .rows_affected();
-        if killed != 1 {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(RotateOutcome::NotLive);
-        }
-        // Step 3: the successor, in the same transaction: both changes or neither.
-        insert_token(&mut tx, successor).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(RotateOutcome::Rotated)
     }
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // Lock the grant row first, whatever its state, so that a rotation in flight finishes
-        // (or has not started) before the sweep below takes its snapshot. A plain conditional
-        // UPDATE would skip the lock when the grant is already revoked; an already-cancelled
-        // grant can gain no token (rotation refuses it), so that would be harmless, but locking
-        // unconditionally keeps the argument simple.
-        sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            // Lock the grant row first, whatever its state, so that a rotation in flight finishes
+            // (or has not started) before the sweep below takes its snapshot. A plain conditional
+            // UPDATE would skip the lock when the grant is already revoked; an already-cancelled
+            // grant can gain no token (rotation refuses it), so that would be harmless, but locking
+            // unconditionally keeps the argument simple.
+            sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query(
+                "UPDATE grants SET state = 'revoked', finalized_at = $2 \
+                 WHERE id = $1 AND state <> 'revoked'",
+            )
             .bind(grant_id)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        sqlx::query(
-            "UPDATE grants SET state = 'revoked', finalized_at = $2 \
-             WHERE id = $1 AND state <> 'revoked'",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&mut *tx)
+            // A new statement, so a fresh snapshot: it sees every token committed before we took
+            // the grant lock, including a successor inserted by a rotation that held the lock
+            // before us.
+            sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $2 \
+                 WHERE grant_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)
+        })
         .await
-        .map_err(db_error)?;
-        // A new statement, so a fresh snapshot: it sees every token committed before we took the
-        // grant lock, including a successor inserted by a rotation that held the lock before us.
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn purge_expired(&self, before: Millis, limit: u32) -> Result<PurgeOutcome, StoreError> {
+        self.bounded(async {
+            // Two transactions, tokens then grants, so the janitor never holds a token row lock
+            // while it waits for a grant row lock: every other writer takes the grant first, and
+            // holding them the other way round could deadlock with a rotation.
+            let Some(tokens) = self.purge_step(purge::TOKENS, before, limit).await? else {
+                return Ok(PurgeOutcome {
+                    skipped: true,
+                    ..PurgeOutcome::default()
+                });
+            };
+            let Some(grants) = self.purge_step(purge::GRANTS, before, limit).await? else {
+                return Ok(PurgeOutcome {
+                    tokens,
+                    grants: 0,
+                    skipped: true,
+                });
+            };
+            Ok(PurgeOutcome {
+                tokens,
+                grants,
+                skipped: false,
+            })
+        })
+        .await
     }
 
     async fn create_interactive_grant(
@@ -505,57 +618,67 @@ impl Store for PostgresStore {
         grant: &Grant,
         interaction: &Interaction,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        insert_grant(&mut tx, grant).await?;
-        sqlx::query(
-            "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
-             interact_ref, session_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&interaction.id)
-        .bind(&interaction.nonce)
-        .bind(&interaction.grant_id)
-        .bind(&interaction.finish_uri)
-        .bind(&interaction.client_nonce)
-        .bind(&interaction.interact_ref)
-        .bind(interaction.session_hash.map(|h| h.0.to_vec()))
-        .bind(interaction.created_at)
-        .bind(interaction.expires_at)
-        .execute(&mut *tx)
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            insert_grant(&mut tx, grant).await?;
+            sqlx::query(
+                "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
+                 interact_ref, session_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&interaction.id)
+            .bind(&interaction.nonce)
+            .bind(&interaction.grant_id)
+            .bind(&interaction.finish_uri)
+            .bind(&interaction.client_nonce)
+            .bind(&interaction.interact_ref)
+            .bind(interaction.session_hash.map(|h| h.0.to_vec()))
+            .bind(interaction.created_at)
+            .bind(interaction.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)
+        })
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
     }
 
     async fn interaction_by_id(
         &self,
         id: &str,
     ) -> Result<Option<(Interaction, Grant)>, StoreError> {
-        let sql = format!(
-            "SELECT {INTERACTION_COLUMNS}, {GRANT_COLUMNS} FROM interactions i \
-             JOIN grants g ON g.id = i.grant_id WHERE i.id = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref()
-            .map(|r| Ok((interaction_from_row(r)?, grant_from_row(r)?)))
-            .transpose()
+        self.bounded(async {
+            let sql = format!(
+                "SELECT {INTERACTION_COLUMNS}, {GRANT_COLUMNS} FROM interactions i \
+                 JOIN grants g ON g.id = i.grant_id WHERE i.id = $1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref()
+                .map(|r| Ok((interaction_from_row(r)?, grant_from_row(r)?)))
+                .transpose()
+        })
+        .await
     }
 
     async fn interaction_by_grant(
         &self,
         grant_id: &str,
     ) -> Result<Option<Interaction>, StoreError> {
-        let sql = format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.grant_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(interaction_from_row).transpose()
+        self.bounded(async {
+            let sql =
+                format!("SELECT {INTERACTION_COLUMNS} FROM interactions i WHERE i.grant_id = $1");
+            let row = sqlx::query(&sql)
+                .bind(grant_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(interaction_from_row).transpose()
+        })
+        .await
     }
 
     async fn bind_interaction_session(
@@ -563,13 +686,16 @@ impl Store for PostgresStore {
         interaction_id: &str,
         session: &TokenHash,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE interactions SET session_hash = $2 WHERE id = $1")
-            .bind(interaction_id)
-            .bind(session.as_bytes())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query("UPDATE interactions SET session_hash = $2 WHERE id = $1")
+                .bind(interaction_id)
+                .bind(session.as_bytes())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn decide_grant(
@@ -578,24 +704,28 @@ impl Store for PostgresStore {
         approve: bool,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        // A conditional update: racing a cancel or another decision, the loser re-checks
-        // `state = 'pending'` on the winner's version of the row (fact 2) and changes nothing.
-        let (state, finalized_at) = if approve {
-            ("approved", None)
-        } else {
-            ("rejected", Some(now))
-        };
-        let changed = sqlx::query(
-            "UPDATE grants SET state = $2, finalized_at = $3 WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(grant_id)
-        .bind(state)
-        .bind(finalized_at)
-        .execute(&self.pool)
+        self.bounded(async {
+            // A conditional update: racing a cancel or another decision, the loser re-checks
+            // `state = 'pending'` on the winner's version of the row (fact 2) and changes nothing.
+            let (state, finalized_at) = if approve {
+                ("approved", None)
+            } else {
+                ("rejected", Some(now))
+            };
+            let changed = sqlx::query(
+                "UPDATE grants SET state = $2, finalized_at = $3 \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(grant_id)
+            .bind(state)
+            .bind(finalized_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            Ok(changed == 1)
+        })
         .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(changed == 1)
     }
 
     async fn set_interact_ref(
@@ -603,30 +733,33 @@ impl Store for PostgresStore {
         interaction_id: &str,
         interact_ref: &str,
     ) -> Result<String, StoreError> {
-        // First writer wins. A concurrent loser's update waits for the winner, re-checks
-        // `interact_ref IS NULL`, matches nothing; its next statement has a fresh snapshot
-        // (fact 1) and reads the winner's reference.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let set: Option<String> = sqlx::query_scalar(
-            "UPDATE interactions SET interact_ref = $2 WHERE id = $1 AND interact_ref IS NULL \
-             RETURNING interact_ref",
-        )
-        .bind(interaction_id)
-        .bind(interact_ref)
-        .fetch_optional(&mut *tx)
+        self.bounded(async {
+            // First writer wins. A concurrent loser's update waits for the winner, re-checks
+            // `interact_ref IS NULL`, matches nothing; its next statement has a fresh snapshot
+            // (fact 1) and reads the winner's reference.
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            let set: Option<String> = sqlx::query_scalar(
+                "UPDATE interactions SET interact_ref = $2 WHERE id = $1 AND interact_ref IS NULL \
+                 RETURNING interact_ref",
+            )
+            .bind(interaction_id)
+            .bind(interact_ref)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let current = match set {
+                Some(current) => Some(current),
+                None => sqlx::query_scalar("SELECT interact_ref FROM interactions WHERE id = $1")
+                    .bind(interaction_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .flatten(),
+            };
+            tx.commit().await.map_err(db_error)?;
+            current.ok_or_else(|| StoreError::Corrupt("interaction vanished".into()))
+        })
         .await
-        .map_err(db_error)?;
-        let current = match set {
-            Some(current) => Some(current),
-            None => sqlx::query_scalar("SELECT interact_ref FROM interactions WHERE id = $1")
-                .bind(interaction_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .flatten(),
-        };
-        tx.commit().await.map_err(db_error)?;
-        current.ok_or_else(|| StoreError::Corrupt("interaction vanished".into()))
     }
 
     async fn issue_approved_grant(
@@ -635,27 +768,30 @@ impl Store for PostgresStore {
         token: &AccessTokenRecord,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        // The conditional update takes the grant row lock before the token exists, exactly like
-        // a rotation: a cancel either came first (state is no longer 'approved': nothing issued)
-        // or waits for our commit and then sweeps the new token too.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let changed = sqlx::query(
-            "UPDATE grants SET state = 'issued', finalized_at = $2 \
-             WHERE id = $1 AND state = 'approved'",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&mut *tx)
+        self.bounded(async {
+            // The conditional update takes the grant row lock before the token exists, exactly like
+            // a rotation: a cancel either came first (state is no longer 'approved': nothing
+            // issued) or waits for our commit and then sweeps the new token too.
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            let changed = sqlx::query(
+                "UPDATE grants SET state = 'issued', finalized_at = $2 \
+                 WHERE id = $1 AND state = 'approved'",
+            )
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if changed != 1 {
+                tx.rollback().await.map_err(db_error)?;
+                return Ok(false);
+            }
+            insert_token(&mut tx, token).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(true)
+        })
         .await
-        .map_err(db_error)?
-        .rows_affected();
-        if changed != 1 {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(false);
-        }
-        insert_token(&mut tx, token).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(true)
     }
 
     async fn touch_continuation(
@@ -664,19 +800,22 @@ impl Store for PostgresStore {
         now: Millis,
         wait_ms: Millis,
     ) -> Result<bool, StoreError> {
-        // Two nodes polled at once: the second re-checks the condition against the first's
-        // `last_continued_at` (fact 2) and reports "too fast".
-        let changed = sqlx::query(
-            "UPDATE grants SET last_continued_at = $2 WHERE id = $1 \
-             AND (last_continued_at IS NULL OR last_continued_at <= $2 - $3)",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .bind(wait_ms)
-        .execute(&self.pool)
+        self.bounded(async {
+            // Two nodes polled at once: the second re-checks the condition against the first's
+            // `last_continued_at` (fact 2) and reports "too fast".
+            let changed = sqlx::query(
+                "UPDATE grants SET last_continued_at = $2 WHERE id = $1 \
+                 AND (last_continued_at IS NULL OR last_continued_at <= $2 - $3)",
+            )
+            .bind(grant_id)
+            .bind(now)
+            .bind(wait_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            Ok(changed == 1)
+        })
         .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(changed == 1)
     }
 }

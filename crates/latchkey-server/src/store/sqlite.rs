@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::schema::run_migrations;
-use super::{MigrationReport, RotateOutcome, Store, StoreError};
+use super::{purge, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -363,6 +363,31 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+
+    async fn purge_expired(&self, before: Millis, limit: u32) -> Result<PurgeOutcome, StoreError> {
+        // One writer connection: no other node, no lock needed.
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let tokens = sqlx::query(purge::TOKENS)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        let grants = sqlx::query(purge::GRANTS)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(PurgeOutcome {
+            tokens,
+            grants,
+            skipped: false,
+        })
     }
 
     async fn create_interactive_grant(
