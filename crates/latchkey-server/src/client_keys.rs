@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::domain::grant::ClientKeySource;
+use crate::store::postgres_notify::{Invalidation, InvalidationFeed};
 
 /// Why a client key could not be found.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ impl Default for KeyResolverConfig {
 struct CachedSet {
     keys: HashMap<String, VerifyingKey>,
     fetched_at: Instant,
+    /// The invalidation channel's epoch when the fetch started (multi-node deployments): the
+    /// set is trusted only while the channel has stayed up since, so no eviction was missed.
+    epoch: Option<u64>,
 }
 
 #[derive(Default)]
@@ -82,6 +86,7 @@ struct Inner {
     http: reqwest::Client,
     config: KeyResolverConfig,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    feed: Option<Arc<InvalidationFeed>>,
 }
 
 const MAX_CACHED_WALLETS: usize = 100_000;
@@ -105,8 +110,64 @@ impl ClientKeyResolver {
                 http,
                 config,
                 entries: Mutex::new(HashMap::new()),
+                feed: None,
             }),
         })
+    }
+
+    /// A resolver whose cache follows a cross-node invalidation feed (PostgreSQL
+    /// `LISTEN/NOTIFY`): `keys:` events evict a wallet's set, and while the channel is down (or
+    /// after it was down) nothing cached is trusted: the resolver fails closed and refetches.
+    pub fn with_feed(
+        config: KeyResolverConfig,
+        feed: Arc<InvalidationFeed>,
+    ) -> Result<Self, KeyResolveError> {
+        let mut resolver = Self::new(config)?;
+        if let Some(inner) = Arc::get_mut(&mut resolver.inner) {
+            inner.feed = Some(feed.clone());
+        }
+        let weak = Arc::downgrade(&resolver.inner);
+        let mut events = feed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let event = events.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let mut entries = match inner.entries.lock() {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                match event {
+                    Ok(Invalidation::ClientKeys(url)) => {
+                        let wallet = url.trim_end_matches("/jwks.json").trim_end_matches('/');
+                        entries.retain(|k, _| k.trim_end_matches('/') != wallet);
+                    }
+                    Ok(Invalidation::All)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => entries.clear(),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(resolver)
+    }
+
+    /// True while a cached set may be served.
+    fn trusted(&self, set: &CachedSet) -> bool {
+        if set.fetched_at.elapsed() >= self.inner.config.ttl {
+            return false;
+        }
+        match &self.inner.feed {
+            None => true,
+            Some(feed) => set.epoch.is_some() && feed.trusted_epoch() == set.epoch,
+        }
+    }
+
+    /// Number of wallets with a cached key set (for tests and metrics).
+    pub fn cached_wallets(&self) -> usize {
+        match self.inner.entries.lock() {
+            Ok(guard) => guard.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
     }
 
     /// The key with id `kid` of the client.
@@ -149,7 +210,7 @@ impl ClientKeyResolver {
         let config = &self.inner.config;
         let entry = self.entry(wallet);
         if let Some(set) = Self::cached(&entry) {
-            if set.fetched_at.elapsed() < config.ttl {
+            if self.trusted(&set) {
                 if let Some(key) = set.keys.get(kid) {
                     return Ok(*key);
                 }
@@ -158,8 +219,7 @@ impl ClientKeyResolver {
         // Single flight: one caller fetches, the others wait and reuse its result.
         let _guard = entry.refresh.lock().await;
         if let Some(set) = Self::cached(&entry) {
-            let fresh = set.fetched_at.elapsed() < config.ttl;
-            if fresh {
+            if self.trusted(&set) {
                 if let Some(key) = set.keys.get(kid) {
                     return Ok(*key);
                 }
@@ -196,6 +256,12 @@ impl ClientKeyResolver {
         let config = &self.inner.config;
         let jwks_url = jwks_url(wallet, config.allow_private)?;
         let shown = jwks_url.to_string();
+        let epoch = self
+            .inner
+            .feed
+            .as_ref()
+            .and_then(|feed| feed.ticket())
+            .map(|ticket| ticket.epoch);
         let body = self.fetch_bytes(jwks_url).await?;
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| KeyResolveError::InvalidKeySet(shown.clone(), e.to_string()))?;
@@ -207,6 +273,7 @@ impl ClientKeyResolver {
         Ok(CachedSet {
             keys,
             fetched_at: Instant::now(),
+            epoch,
         })
     }
 

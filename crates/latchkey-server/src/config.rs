@@ -57,6 +57,10 @@ pub struct ConfigLayer {
     pub oauth_auth_failures_per_source: Option<u32>,
     /// The window of those limits, seconds.
     pub oauth_auth_failure_window_secs: Option<u64>,
+    /// How long dead state (revoked or expired tokens, finalized grants) is kept, seconds.
+    pub janitor_retention_secs: Option<u64>,
+    /// Seconds between janitor rounds.
+    pub janitor_interval_secs: Option<u64>,
     /// An identity provider's consent page (the built-in page is used without one).
     pub consent_url: Option<String>,
     /// Secret of the identity-provider API (`x-idp-secret`); the API is off without one.
@@ -109,6 +113,8 @@ impl ConfigLayer {
             oauth_auth_failure_window_secs: self
                 .oauth_auth_failure_window_secs
                 .or(lower.oauth_auth_failure_window_secs),
+            janitor_retention_secs: self.janitor_retention_secs.or(lower.janitor_retention_secs),
+            janitor_interval_secs: self.janitor_interval_secs.or(lower.janitor_interval_secs),
             consent_url: self.consent_url.or(lower.consent_url),
             idp_secret: self.idp_secret.or(lower.idp_secret),
             interaction_for_incoming_payment: self
@@ -160,6 +166,10 @@ pub struct Config {
     pub oauth_token_lifetime: Duration,
     /// Limits on failed OAuth client (and admin) authentications.
     pub oauth_limits: crate::oauth::LimiterConfig,
+    /// Janitor retention.
+    pub janitor_retention: Duration,
+    /// Janitor interval.
+    pub janitor_interval: Duration,
     /// An identity provider's consent page.
     pub consent_url: Option<String>,
     /// Identity-provider API secret.
@@ -228,6 +238,8 @@ impl Config {
             key_cache_ttl: secs(layer.key_cache_ttl_secs, 300),
             max_body_bytes: layer.max_body_bytes.unwrap_or(64 * 1024),
             admin_token: layer.admin_token.filter(|t| !t.is_empty()),
+            janitor_retention: secs(layer.janitor_retention_secs, 7 * 24 * 3600),
+            janitor_interval: secs(layer.janitor_interval_secs, 300),
             consent_url: layer.consent_url.filter(|u| !u.is_empty()),
             idp_secret: layer.idp_secret.filter(|t| !t.is_empty()),
             interaction_policy: InteractionPolicy {

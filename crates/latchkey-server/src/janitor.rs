@@ -143,7 +143,6 @@ impl Janitor {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

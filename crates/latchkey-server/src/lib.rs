@@ -7,6 +7,7 @@ pub mod client_keys;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod janitor;
 pub mod oauth;
 pub mod sandbox;
 pub mod store;
@@ -60,6 +61,9 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    background: Vec<JoinHandle<()>>,
+    feed: Option<Arc<store::postgres_notify::InvalidationFeed>>,
+    stores: store::Stores,
 }
 
 impl RunningServer {
@@ -69,6 +73,11 @@ impl RunningServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        for task in self.background {
+            let _ = task.await;
+        }
+        drop(self.feed);
+        self.stores.gnap.close().await;
     }
 
     /// Waits until the server stops by itself (it does not, unless a listener fails).
@@ -112,11 +121,24 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     } else {
         None
     };
-    let keys = ClientKeyResolver::new(KeyResolverConfig {
+    let key_config = KeyResolverConfig {
         ttl: config.key_cache_ttl,
         allow_private: config.dev,
         ..KeyResolverConfig::default()
-    })?;
+    };
+    // Many nodes share PostgreSQL: caches follow LISTEN/NOTIFY and fail closed without it.
+    let feed = if store::is_postgres_url(&config.database) {
+        Some(Arc::new(store::postgres_notify::InvalidationFeed::start(
+            &config.database,
+            store::postgres_notify::FeedSettings::default(),
+        )?))
+    } else {
+        None
+    };
+    let keys = match &feed {
+        Some(feed) => ClientKeyResolver::with_feed(key_config, feed.clone())?,
+        None => ClientKeyResolver::new(key_config)?,
+    };
     let state = AppState {
         lifecycle: Lifecycle::new(store, config.lifetimes).with_policy(config.interaction_policy),
         keys,
@@ -162,8 +184,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             http::private_router(state.clone()),
             watcher.clone(),
         ),
-        tokio::spawn(oauth::janitor(state.oauth.clone(), watcher)),
     ];
+    let janitor = janitor::Janitor::new(
+        stores.gnap.clone(),
+        Some(stores.oauth.clone()),
+        janitor::JanitorSettings {
+            retention: config.janitor_retention,
+            interval: config.janitor_interval,
+            ..janitor::JanitorSettings::default()
+        },
+    )
+    .spawn(watcher);
     tracing::info!(%public_addr, %private_addr, dev = config.dev, "latchkey serving");
     Ok(RunningServer {
         public_url,
@@ -174,5 +205,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         state,
         shutdown,
         tasks,
+        background: vec![janitor],
+        feed,
+        stores,
     })
 }

@@ -35,7 +35,9 @@ async fn start_key_server() -> (String, KeyServer) {
         .route("/alice/jwks.json", get(jwks))
         .route("/huge/jwks.json", get(huge))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
     (format!("http://{addr}"), state)
@@ -64,14 +66,20 @@ async fn concurrent_lookups_fetch_once_and_then_hit_the_cache() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (resolver, client) = (resolver.clone(), client.clone());
-        tasks.push(tokio::spawn(async move { resolver.key_for(&client, "k1").await }));
+        tasks.push(tokio::spawn(async move {
+            resolver.key_for(&client, "k1").await
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.expect("join").expect("key"), key.verifying_key());
     }
     assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "single flight");
     resolver.key_for(&client, "k1").await.expect("cached");
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "served from cache");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "served from cache"
+    );
 }
 
 #[tokio::test]
@@ -138,5 +146,9 @@ async fn outside_dev_mode_loopback_and_http_wallets_are_refused() {
     let err = resolver.key_for(&named, "k").await.expect_err("refused");
     assert!(matches!(err, KeyResolveError::Unreachable(..)), "{err}");
     assert!(err.to_string().contains("no public address"), "{err}");
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 0, "nothing reached the server");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        0,
+        "nothing reached the server"
+    );
 }

@@ -646,11 +646,7 @@ async fn oauth_token_job(ctx: Arc<Ctx>, mut client: Client) -> (Client, anyhow::
 
 /// How many items a consuming scenario prepares with `--duration`: what the preparation rate
 /// suggests the timed phase can use, with a margin. A short first batch measures that rate.
-async fn prepare_consumed<T, F, Fut>(
-    ctx: &Arc<Ctx>,
-    what: &str,
-    job: F,
-) -> anyhow::Result<Vec<T>>
+async fn prepare_consumed<T, F, Fut>(ctx: &Arc<Ctx>, what: &str, job: F) -> anyhow::Result<Vec<T>>
 where
     T: Send + 'static,
     F: Fn(Arc<Ctx>, Client) -> Fut + Send + Sync + Clone + 'static,
@@ -756,7 +752,9 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         Scenario::Rotate | Scenario::Revoke | Scenario::Cancel => {
             let signer = c.signer()?;
             while c.budget.take() {
-                let Some(g) = c.pool().take_grant() else { break };
+                let Some(g) = c.pool().take_grant() else {
+                    break;
+                };
                 let (op, request) = match c.scenario {
                     Scenario::Rotate => (Op::Rotate, signer.rotate_request(&g.manage, &g.token)),
                     Scenario::Revoke => (Op::Revoke, signer.revoke_request(&g.manage, &g.token)),
@@ -773,7 +771,9 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         Scenario::Introspect => {
             let private = c.private_url.as_deref().context("no private URL")?;
             while c.budget.take() {
-                let Some(token) = c.pool().cycle_token() else { break };
+                let Some(token) = c.pool().cycle_token() else {
+                    break;
+                };
                 let request = gnap::introspect_request(private, token);
                 if let Some(r) = build(c, &mut stats, Op::Introspect, request) {
                     exec(c, &mut client, &mut stats, Op::Introspect, r).await;
@@ -783,8 +783,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         Scenario::OauthToken => {
             let creds = c.oauth()?;
             while c.budget.take() {
-                if let Some(r) = build(c, &mut stats, Op::OauthToken, creds.token_request(&c.url))
-                {
+                if let Some(r) = build(c, &mut stats, Op::OauthToken, creds.token_request(&c.url)) {
                     exec(c, &mut client, &mut stats, Op::OauthToken, r).await;
                 }
             }

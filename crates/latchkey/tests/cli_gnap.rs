@@ -308,3 +308,77 @@ async fn private_key_as_pem_text_in_the_environment() {
     run.assert_ok();
     assert!(server.is_active(&run.value("ACCESS_TOKEN")).await);
 }
+
+#[tokio::test]
+async fn values_starting_with_a_hyphen_are_values_not_flags() {
+    // Tokens are base64url and may start with `-`; PEM text starts with `-----BEGIN`.
+    let server = TestServer::start().await;
+    let pem = std::fs::read_to_string(server.alice_var("PRIVATE_KEY")).expect("key file");
+    let wallet = server.alice_var("WALLET_ADDRESS_URL");
+    let key_id = server.alice_var("KEY_ID");
+    let granted = latchkey(
+        &[
+            "grant",
+            "request",
+            "--url",
+            &server.public_url,
+            "--type",
+            "quote",
+            "--wallet-address-url",
+            &wallet,
+            "--key-id",
+            &key_id,
+            "--private-key",
+            &pem,
+        ],
+        &[],
+    )
+    .await;
+    granted.assert_ok();
+    let manage = granted.value("MANAGE_URL");
+    let run = latchkey(
+        &[
+            "token",
+            "revoke",
+            "--url",
+            &manage,
+            "--token",
+            "-1Xy_not-the-token",
+        ],
+        &server.alice_env(),
+    )
+    .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+    let run = latchkey(
+        &[
+            "grant",
+            "cancel",
+            "--url",
+            &granted.value("CONTINUE_URI"),
+            "--token",
+            "-x",
+        ],
+        &server.alice_env(),
+    )
+    .await;
+    run.assert_code(1);
+    let run = latchkey(
+        &[
+            "oauth",
+            "revoke",
+            "--base-url",
+            &server.public_url,
+            "--client-id",
+            "-id",
+            "--client-secret",
+            "-secret",
+            "--token",
+            "-t",
+        ],
+        &[],
+    )
+    .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+}

@@ -337,25 +337,3 @@ impl OAuthService {
         Ok(self.inner.store.delete_expired_tokens(now_ms()).await?)
     }
 }
-
-/// How often [`janitor`] purges expired OAuth tokens.
-pub const JANITOR_PERIOD: Duration = Duration::from_secs(600);
-
-/// Removes expired OAuth tokens every [`JANITOR_PERIOD`] until `stop` turns true, so the
-/// token table stays bounded (DESIGN.md "Scale").
-pub async fn janitor(
-    service: OAuthService,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-            _ = tokio::time::sleep(JANITOR_PERIOD) => {}
-        }
-        match service.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(purged = n, "expired oauth tokens removed"),
-            Err(e) => tracing::warn!(error = %e, "could not purge expired oauth tokens"),
-        }
-    }
-}

@@ -10,6 +10,7 @@ pub mod postgres_oauth;
 pub mod purge;
 mod schema;
 pub mod sqlite;
+mod sqlite_group;
 
 pub use oauth::{OAuthStore, SharedOAuthStore};
 pub use schema::{AppliedMigration, MigrationReport};
@@ -62,8 +63,6 @@ pub struct PurgeOutcome {
 }
 
 /// The persistence the token lifecycle needs. Every method is one transaction.
-// Default bodies exist only until every store implements the interaction methods.
-#[allow(unused_variables)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a grant and, for grants issued at once, its first access token.
@@ -122,34 +121,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         grant: &Grant,
         interaction: &Interaction,
-    ) -> Result<(), StoreError> {
-        Err(not_supported())
-    }
+    ) -> Result<(), StoreError>;
 
     /// The interaction with this public id, with its grant.
-    async fn interaction_by_id(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Interaction, Grant)>, StoreError> {
-        Err(not_supported())
-    }
+    async fn interaction_by_id(&self, id: &str)
+        -> Result<Option<(Interaction, Grant)>, StoreError>;
 
     /// The interaction of a grant, if it has one.
-    async fn interaction_by_grant(
-        &self,
-        grant_id: &str,
-    ) -> Result<Option<Interaction>, StoreError> {
-        Err(not_supported())
-    }
+    async fn interaction_by_grant(&self, grant_id: &str)
+        -> Result<Option<Interaction>, StoreError>;
 
     /// Binds the browser session that started the interaction (replacing an earlier one).
     async fn bind_interaction_session(
         &self,
         interaction_id: &str,
         session: &TokenHash,
-    ) -> Result<(), StoreError> {
-        Err(not_supported())
-    }
+    ) -> Result<(), StoreError>;
 
     /// Records the resource owner's decision: `pending` becomes `approved` or `rejected`.
     /// Returns false (and changes nothing) when the grant was no longer pending.
@@ -158,18 +145,14 @@ pub trait Store: Send + Sync + 'static {
         grant_id: &str,
         approve: bool,
         now: Millis,
-    ) -> Result<bool, StoreError> {
-        Err(not_supported())
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Sets the interaction reference once; returns the reference in force afterwards.
     async fn set_interact_ref(
         &self,
         interaction_id: &str,
         interact_ref: &str,
-    ) -> Result<String, StoreError> {
-        Err(not_supported())
-    }
+    ) -> Result<String, StoreError>;
 
     /// Finalizes an approved grant as issued and inserts its first token, atomically.
     /// Returns false (and changes nothing) when the grant was not `approved` any more.
@@ -178,9 +161,7 @@ pub trait Store: Send + Sync + 'static {
         grant_id: &str,
         token: &AccessTokenRecord,
         now: Millis,
-    ) -> Result<bool, StoreError> {
-        Err(not_supported())
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Records a continuation poll unless the previous one was less than `wait_ms` ago.
     /// Returns false (and changes nothing) when the client polls too fast.
@@ -189,14 +170,7 @@ pub trait Store: Send + Sync + 'static {
         grant_id: &str,
         now: Millis,
         wait_ms: Millis,
-    ) -> Result<bool, StoreError> {
-        Err(not_supported())
-    }
-}
-
-/// The error of interaction methods a store has not implemented yet.
-fn not_supported() -> StoreError {
-    StoreError::Open("interactive grants are not supported by this store yet".into())
+    ) -> Result<bool, StoreError>;
 }
 
 /// A shared store handle.

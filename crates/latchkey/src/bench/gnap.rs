@@ -214,7 +214,12 @@ mod tests {
         let headers: Vec<(String, String)> = out
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().expect("ascii").to_string()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.to_str().expect("ascii").to_string(),
+                )
+            })
             .collect();
         let parts = RequestParts {
             method: "POST",

@@ -121,7 +121,18 @@ mod tests {
 
     #[test]
     fn small_values_are_exact_and_large_ones_within_one_percent() {
-        for v in [0u64, 1, 100, 255, 256, 1000, 12_345, 999_999, 10_000_000, u64::MAX / 2] {
+        for v in [
+            0u64,
+            1,
+            100,
+            255,
+            256,
+            1000,
+            12_345,
+            999_999,
+            10_000_000,
+            u64::MAX / 2,
+        ] {
             let shown = value_of(index(v));
             let err = shown.abs_diff(v) as f64 / (v.max(1)) as f64;
             if v < 256 {

@@ -30,11 +30,12 @@ pub struct AuthArgs {
         long,
         env = "PRIVATE_KEY",
         value_name = "PATH|PEM",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub private_key: Option<String>,
     /// The id of that key in the wallet address' jwks.json.
-    #[arg(long, env = "KEY_ID", value_name = "KID")]
+    #[arg(long, env = "KEY_ID", value_name = "KID", allow_hyphen_values = true)]
     pub key_id: Option<String>,
 }
 

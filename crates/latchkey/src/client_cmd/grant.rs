@@ -45,7 +45,12 @@ pub struct RequestArgs {
     #[arg(long, value_name = "URI")]
     pub finish_uri: Option<String>,
     /// The client nonce of the finish method (random when omitted; printed as FINISH_NONCE).
-    #[arg(long, value_name = "NONCE", requires = "finish_uri")]
+    #[arg(
+        long,
+        value_name = "NONCE",
+        requires = "finish_uri",
+        allow_hyphen_values = true
+    )]
     pub finish_nonce: Option<String>,
     /// Outgoing-payment limit: maximum debit amount, in minor units (e.g. 500 = 5.00).
     #[arg(long, value_name = "VALUE", conflicts_with = "receive_amount")]
@@ -82,11 +87,17 @@ pub struct ContinueArgs {
         long,
         env = "CONTINUE_ACCESS_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub token: Option<String>,
     /// The `interact_ref` from the finish redirect; without it, the grant is polled.
-    #[arg(long, env = "INTERACT_REF", value_name = "REF")]
+    #[arg(
+        long,
+        env = "INTERACT_REF",
+        value_name = "REF",
+        allow_hyphen_values = true
+    )]
     pub interact_ref: Option<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -105,7 +116,8 @@ pub struct CancelArgs {
         long,
         env = "CONTINUE_ACCESS_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub token: Option<String>,
     #[command(flatten)]

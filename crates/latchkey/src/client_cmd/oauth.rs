@@ -12,14 +12,15 @@ pub struct OAuthCredentials {
     #[arg(long, env = "BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// The application key (client id).
-    #[arg(long, env = "CLIENT_ID", value_name = "ID")]
+    #[arg(long, env = "CLIENT_ID", value_name = "ID", allow_hyphen_values = true)]
     pub client_id: Option<String>,
     /// The application secret.
     #[arg(
         long,
         env = "CLIENT_SECRET",
         value_name = "SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub client_secret: Option<String>,
     /// Send the credentials by HTTP Basic instead of as form fields.
@@ -78,7 +79,8 @@ pub struct TokenActionArgs {
         long,
         env = "ACCESS_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub token: Option<String>,
     #[command(flatten)]
@@ -95,7 +97,8 @@ pub struct InfoArgs {
         long,
         env = "ACCESS_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub token: Option<String>,
     /// The authorization server's base URL.

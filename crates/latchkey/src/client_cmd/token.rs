@@ -15,7 +15,8 @@ pub struct ManageArgs {
         long,
         env = "ACCESS_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     pub token: Option<String>,
     #[command(flatten)]

@@ -1,0 +1,167 @@
+//! Smoke run of `latchkey bench` (what CI runs; no timing is asserted anywhere): the real binary
+//! serves in development mode on ephemeral ports over a temporary SQLite database, and a short
+//! run of every scenario must finish with zero errors and a well-formed JSON report.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+
+/// `latchkey serve --dev` as a child process, killed on drop.
+struct Server {
+    child: Child,
+    vars: HashMap<String, String>,
+    database: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let mut child = Command::new(BIN)
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(["--private-listen", "127.0.0.1:0", "--database", &database])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("LATCHKEY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("latchkey serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut vars = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            if line == "READY=1" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                vars.insert(k.to_string(), v.to_string());
+            }
+            assert!(Instant::now() < deadline, "the server did not get ready");
+        }
+        assert!(vars.contains_key("PUBLIC_URL"), "serve printed {vars:?}");
+        // Keep reading, so that a later line never meets a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            vars,
+            database,
+            _dir: dir,
+        }
+    }
+
+    fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("serve printed no {name}"))
+    }
+
+    /// Runs `latchkey bench SCENARIO --json` with the sandbox client's variables; returns the
+    /// report.
+    fn bench(&self, scenario: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
+        let output = Command::new(BIN)
+            .args(["bench", scenario, "--json", "--quiet"])
+            .args(["--url", self.var("PUBLIC_URL")])
+            .args(["--private-url", self.var("PRIVATE_URL")])
+            .args(["--requests", "40", "--concurrency", "4"])
+            .args(extra)
+            .env_clear()
+            .env("WALLET_ADDRESS_URL", self.var("WALLET_ADDRESS_URL"))
+            .env("KEY_ID", self.var("KEY_ID"))
+            .env("PRIVATE_KEY", self.var("PRIVATE_KEY"))
+            .envs(env.iter().copied())
+            .output()
+            .expect("latchkey bench runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "bench {scenario} failed: {}\nstdout: {stdout}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+}
+
+fn assert_clean(report: &Value, scenario: &str, requests: u64) {
+    assert_eq!(report["scenario"], scenario, "{report}");
+    assert_eq!(report["requests"], requests, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    for field in ["throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"] {
+        assert!(report[field].is_number(), "{field} in {report}");
+    }
+    assert!(report["p50_ms"].as_f64() <= report["max_ms"].as_f64(), "{report}");
+}
+
+#[test]
+fn every_scenario_runs_with_zero_errors() {
+    let server = Server::start();
+    for scenario in [
+        "grant",
+        "rotate",
+        "revoke",
+        "cancel",
+        "introspect",
+        "lifecycle",
+    ] {
+        let report = server.bench(scenario, &[], &[]);
+        assert_clean(&report, scenario, 40);
+    }
+    // A duration run prepares by estimate and stops on time.
+    let report = server.bench("revoke", &["--duration", "1", "--prepare", "200"], &[]);
+    assert_eq!(report["errors"], 0, "{report}");
+
+    // OAuth: a client made with the CLI, credentials by the Kopo Kopo snippets' variables.
+    let created = Command::new(BIN)
+        .args(["oauth-client", "create", "--name", "bench"])
+        .args(["--database", &server.database])
+        .env("LATCHKEY_LOG", "warn")
+        .output()
+        .expect("oauth-client create runs");
+    assert!(created.status.success(), "{created:?}");
+    let client: Value = serde_json::from_slice(&created.stdout).expect("client JSON");
+    let id = client["client_id"].as_str().expect("client_id");
+    let secret = client["client_secret"].as_str().expect("client_secret");
+    for scenario in ["oauth-token", "oauth-revoke", "oauth-introspect"] {
+        let report = server.bench(
+            scenario,
+            &[],
+            &[("CLIENT_ID", id), ("CLIENT_SECRET", secret)],
+        );
+        assert_clean(&report, scenario, 40);
+    }
+}
+
+#[test]
+fn missing_credentials_are_explained() {
+    let output = Command::new(BIN)
+        .args(["bench", "grant", "--url", "http://127.0.0.1:9", "-n", "1"])
+        .env_clear()
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WALLET_ADDRESS_URL"), "{stderr}");
+    let output = Command::new(BIN)
+        .args(["bench", "oauth-token", "--url", "http://127.0.0.1:9", "-n", "1"])
+        .env_clear()
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CLIENT_ID"), "{stderr}");
+}
