@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::config::{parse_url, DEFAULT_TIMEOUT};
 use crate::error::ClientError;
-use crate::transport::Transport;
+use crate::transport::{check_token, Transport};
 
 /// Environment variable holding the OAuth client id.
 pub const ENV_CLIENT_ID: &str = "CLIENT_ID";
@@ -240,20 +240,6 @@ impl OAuthClient {
             .map_err(|e| ClientError::InvalidArgument(format!("cannot build the request: {e}")))?;
         self.transport.send(request).await?.json()
     }
-}
-
-fn check_token(token: &str) -> Result<(), ClientError> {
-    if token.is_empty() {
-        return Err(ClientError::InvalidArgument(
-            "the access token is empty".into(),
-        ));
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ClientError::InvalidArgument(
-            "the access token holds spaces, control or non-ASCII characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -220,7 +220,7 @@ impl Signer {
 }
 
 /// A token must be a non-empty run of visible ASCII to go into `Authorization: GNAP <token>`.
-fn check_token(token: &str) -> Result<(), ClientError> {
+pub(crate) fn check_token(token: &str) -> Result<(), ClientError> {
     if token.is_empty() {
         return Err(ClientError::InvalidArgument(
             "the access token is empty".into(),

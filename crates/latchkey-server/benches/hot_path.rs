@@ -14,7 +14,7 @@ use latchkey_server::domain::clock::now_ms;
 use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
 use latchkey_server::domain::token::AccessTokenRecord;
 use latchkey_server::store::sqlite::SqliteStore;
-use latchkey_server::store::{SharedStore, Store};
+use latchkey_server::store::SharedStore;
 use latchkey_server::token_format::{new_id, TokenHash, TokenValue};
 use std::sync::Arc;
 use std::time::Instant;

@@ -445,7 +445,7 @@ async fn interaction_errors_are_protocol_shaped() {
         .await;
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("unknown_interaction"));
-    let id = redirect.rsplitn(3, '/').nth(1).expect("id").to_string();
+    let id = redirect.rsplit('/').nth(1).expect("id").to_string();
     let wrong_nonce = browser
         .get(&server.public(&format!("/interact/{id}/wrong")))
         .await;

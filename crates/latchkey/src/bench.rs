@@ -828,9 +828,10 @@ async fn lifecycle(
 ) -> anyhow::Result<()> {
     let signer = c.signer()?;
     let endpoint = c.grant_endpoint();
-    let mut round = index;
+    // Virtual clients start on alternate endings, so both are exercised from the start.
+    let mut revoke_next = index % 2 == 1;
     loop {
-        round += 1;
+        revoke_next = !revoke_next;
         if !c.budget.take() {
             return Ok(());
         }
@@ -877,7 +878,7 @@ async fn lifecycle(
         if !c.budget.take() {
             return Ok(());
         }
-        let (op, request) = if round % 2 == 0 {
+        let (op, request) = if revoke_next {
             (
                 Op::Revoke,
                 signer.revoke_request(&rotated.manage, &rotated.token),

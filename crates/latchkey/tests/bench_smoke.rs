@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+/// The budget of each smoke run.
+const SHORT: &[&str] = &["--requests", "40"];
 
 /// `latchkey serve --dev` as a child process, killed on drop.
 struct Server {
@@ -70,14 +72,14 @@ impl Server {
             .unwrap_or_else(|| panic!("serve printed no {name}"))
     }
 
-    /// Runs `latchkey bench SCENARIO --json` with the sandbox client's variables; returns the
-    /// report.
+    /// Runs `latchkey bench SCENARIO --json` with the sandbox client's variables and `extra`
+    /// arguments (the budget: `--requests N` or `--duration S`); returns the report.
     fn bench(&self, scenario: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
         let output = Command::new(BIN)
             .args(["bench", scenario, "--json", "--quiet"])
             .args(["--url", self.var("PUBLIC_URL")])
             .args(["--private-url", self.var("PRIVATE_URL")])
-            .args(["--requests", "40", "--concurrency", "4"])
+            .args(["--concurrency", "4"])
             .args(extra)
             .env_clear()
             .env("WALLET_ADDRESS_URL", self.var("WALLET_ADDRESS_URL"))
@@ -118,7 +120,7 @@ fn every_scenario_runs_with_zero_errors() {
         "introspect",
         "lifecycle",
     ] {
-        let report = server.bench(scenario, &[], &[]);
+        let report = server.bench(scenario, SHORT, &[]);
         assert_clean(&report, scenario, 40);
     }
     // A duration run prepares by estimate and stops on time.
@@ -139,7 +141,7 @@ fn every_scenario_runs_with_zero_errors() {
     for scenario in ["oauth-token", "oauth-revoke", "oauth-introspect"] {
         let report = server.bench(
             scenario,
-            &[],
+            SHORT,
             &[("CLIENT_ID", id), ("CLIENT_SECRET", secret)],
         );
         assert_clean(&report, scenario, 40);

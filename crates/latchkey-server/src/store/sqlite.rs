@@ -59,7 +59,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            // Another process (the `oauth-client` admin CLI beside a running server) may hold the
+            // write lock; on a loaded machine a 5 s wait proved too short, so wait longer before
+            // answering "database is locked".
+            .busy_timeout(Duration::from_secs(30));
         let in_memory = url.contains(":memory:");
         // `test_before_acquire(false)`: sqlx would otherwise ping every connection each time it
         // leaves the pool, one more round trip to the connection's worker thread per query, and
@@ -338,7 +341,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.writes
             .submit(WriteOp::CreateGrant {
-                grant: grant.clone(),
+                grant: Box::new(grant.clone()),
                 token: token.cloned(),
             })
             .await?;

@@ -31,7 +31,8 @@ pub const MAX_GROUP: usize = 256;
 pub(super) enum WriteOp {
     /// [`super::Store::create_grant`].
     CreateGrant {
-        grant: Grant,
+        /// Boxed: a grant is several times the size of the other writes.
+        grant: Box<Grant>,
         token: Option<AccessTokenRecord>,
     },
     /// [`super::Store::revoke_token`].
