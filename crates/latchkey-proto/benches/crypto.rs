@@ -7,7 +7,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use latchkey_proto::digest::{content_digest_sha256, content_digest_sha512, verify_content_digest};
-use latchkey_proto::httpsig::{components_for, parse_request_signature, sign_request, RequestParts};
+use latchkey_proto::httpsig::{
+    components_for, parse_request_signature, sign_request, RequestParts,
+};
 use latchkey_proto::keys::generate_signing_key;
 
 /// A grant request body of the usual size (an incoming-payment grant).

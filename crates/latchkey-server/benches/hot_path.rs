@@ -131,7 +131,10 @@ fn store_ops(c: &mut Criterion) {
             runtime.block_on(async {
                 let started = Instant::now();
                 for (grant, token, _) in &grants {
-                    store.create_grant(grant, Some(token)).await.expect("create");
+                    store
+                        .create_grant(grant, Some(token))
+                        .await
+                        .expect("create");
                 }
                 started.elapsed()
             })
@@ -169,7 +172,12 @@ fn store_ops(c: &mut Criterion) {
                 let started = Instant::now();
                 for _ in 0..iters {
                     next = (next + 1) % live.len();
-                    black_box(store.token_by_hash(&live[next].0.hash).await.expect("lookup"));
+                    black_box(
+                        store
+                            .token_by_hash(&live[next].0.hash)
+                            .await
+                            .expect("lookup"),
+                    );
                 }
                 started.elapsed()
             })

@@ -87,6 +87,8 @@ struct Inner {
     config: KeyResolverConfig,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     feed: Option<Arc<InvalidationFeed>>,
+    /// Where to announce "this wallet's keys changed" to the other nodes.
+    publisher: Option<sqlx::PgPool>,
 }
 
 const MAX_CACHED_WALLETS: usize = 100_000;
@@ -111,6 +113,7 @@ impl ClientKeyResolver {
                 config,
                 entries: Mutex::new(HashMap::new()),
                 feed: None,
+                publisher: None,
             }),
         })
     }
@@ -122,9 +125,21 @@ impl ClientKeyResolver {
         config: KeyResolverConfig,
         feed: Arc<InvalidationFeed>,
     ) -> Result<Self, KeyResolveError> {
+        Self::with_feed_and_publisher(config, feed, None)
+    }
+
+    /// Like [`Self::with_feed`]; besides, when this node refetches a wallet's key set and finds
+    /// it changed (a key added or removed), it publishes a `keys:` event on `publisher` so the
+    /// other nodes drop their copy at once instead of trusting a removed key until the TTL.
+    pub fn with_feed_and_publisher(
+        config: KeyResolverConfig,
+        feed: Arc<InvalidationFeed>,
+        publisher: Option<sqlx::PgPool>,
+    ) -> Result<Self, KeyResolveError> {
         let mut resolver = Self::new(config)?;
         if let Some(inner) = Arc::get_mut(&mut resolver.inner) {
             inner.feed = Some(feed.clone());
+            inner.publisher = publisher;
         }
         let weak = Arc::downgrade(&resolver.inner);
         let mut events = feed.subscribe();
@@ -230,9 +245,19 @@ impl ClientKeyResolver {
         }
         let set = Arc::new(self.fetch(wallet).await?);
         let found = set.keys.get(kid).copied();
-        match entry.cached.lock() {
-            Ok(mut guard) => *guard = Some(set),
-            Err(poisoned) => *poisoned.into_inner() = Some(set),
+        let previous = match entry.cached.lock() {
+            Ok(mut guard) => guard.replace(set.clone()),
+            Err(poisoned) => poisoned.into_inner().replace(set.clone()),
+        };
+        if let (Some(previous), Some(pool)) = (previous, &self.inner.publisher) {
+            if previous.keys != set.keys {
+                let (pool, event) = (pool.clone(), Invalidation::ClientKeys(wallet.to_string()));
+                tokio::spawn(async move {
+                    if let Err(e) = crate::store::postgres_notify::publish(&pool, &event).await {
+                        tracing::warn!(error = %e, "could not announce a client key change");
+                    }
+                });
+            }
         }
         found.ok_or_else(|| KeyResolveError::UnknownKeyId(kid.to_string()))
     }

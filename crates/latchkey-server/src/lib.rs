@@ -136,7 +136,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         None
     };
     let keys = match &feed {
-        Some(feed) => ClientKeyResolver::with_feed(key_config, feed.clone())?,
+        Some(feed) => {
+            let options = store::postgres::connect_options(
+                &config.database,
+                &store::postgres::PgSettings::default(),
+            )?;
+            let publisher = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(options);
+            ClientKeyResolver::with_feed_and_publisher(key_config, feed.clone(), Some(publisher))?
+        }
         None => ClientKeyResolver::new(key_config)?,
     };
     let state = AppState {

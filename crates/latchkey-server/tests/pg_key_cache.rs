@@ -119,14 +119,14 @@ async fn listening_feed(db: &PgTestDb) -> Arc<InvalidationFeed> {
 }
 
 fn resolver(feed: &Arc<InvalidationFeed>) -> ClientKeyResolver {
-    let _ = feed;
-    ClientKeyResolver::new(
+    ClientKeyResolver::with_feed(
         KeyResolverConfig {
             allow_private: true,
             // Long enough that only the feed can make a cached set untrusted during a test.
             ttl: Duration::from_secs(600),
             ..KeyResolverConfig::default()
         },
+        feed.clone(),
     )
     .expect("resolver")
 }
@@ -200,7 +200,11 @@ async fn with_a_live_feed_repeated_lookups_hit_the_cache() {
     for _ in 0..50 {
         keys.key_for(&alice, "k1").await.expect("alice's key");
     }
-    assert_eq!(wallets.server.fetches("alice"), 1, "one fetch, then the cache");
+    assert_eq!(
+        wallets.server.fetches("alice"),
+        1,
+        "one fetch, then the cache"
+    );
     assert!(matches!(feed.health(), ChannelHealth::Listening { .. }));
     drop(keys);
     feed_shutdown(feed).await;
@@ -221,12 +225,21 @@ async fn a_killed_listener_makes_the_cache_untrusted_until_the_feed_listens_agai
     // 1. The listener is killed and the feed reconnects by itself. Notifications sent in between
     //    may be lost, so the set cached in the old epoch is not trusted: the next lookup refetches.
     let before = epoch_of(&feed);
-    assert_eq!(kill_listener(&db).await, 1, "exactly one listener on this database");
-    wait_health(&feed, Duration::from_secs(10), "listening in a new epoch", |h| {
-        matches!(h, ChannelHealth::Listening { epoch } if epoch > before)
-    })
+    assert_eq!(
+        kill_listener(&db).await,
+        1,
+        "exactly one listener on this database"
+    );
+    wait_health(
+        &feed,
+        Duration::from_secs(10),
+        "listening in a new epoch",
+        |h| matches!(h, ChannelHealth::Listening { epoch } if epoch > before),
+    )
     .await;
-    keys.key_for(&alice, "k1").await.expect("after the reconnect");
+    keys.key_for(&alice, "k1")
+        .await
+        .expect("after the reconnect");
     assert_eq!(
         wallets.server.fetches("alice"),
         2,
@@ -265,9 +278,12 @@ async fn a_killed_listener_makes_the_cache_untrusted_until_the_feed_listens_agai
     // resolver caches again.
     let before = before + 1;
     allow_connections(&db, true).await;
-    wait_health(&feed, Duration::from_secs(10), "listening again", |h| {
-        matches!(h, ChannelHealth::Listening { epoch } if epoch > before)
-    })
+    wait_health(
+        &feed,
+        Duration::from_secs(10),
+        "listening again",
+        |h| matches!(h, ChannelHealth::Listening { epoch } if epoch > before),
+    )
     .await;
     keys.key_for(&alice, "k1").await.expect("after recovery");
     assert_eq!(
@@ -316,7 +332,9 @@ async fn a_keys_notification_from_another_connection_evicts_that_wallet_only() {
     keys.key_for(&bob, "k1").await.expect("bob again");
     assert_eq!(wallets.server.fetches("alice"), 2, "alice's keys refetched");
     assert_eq!(wallets.server.fetches("bob"), 1, "bob's keys still cached");
-    keys.key_for(&alice, "k1").await.expect("alice cached again");
+    keys.key_for(&alice, "k1")
+        .await
+        .expect("alice cached again");
     assert_eq!(wallets.server.fetches("alice"), 2, "and cached again");
 
     // The key-set URL form (`<wallet>/jwks.json`) names the same wallet.
@@ -332,7 +350,9 @@ async fn a_keys_notification_from_another_connection_evicts_that_wallet_only() {
         || keys.cached_wallets() == 1,
     )
     .await;
-    keys.key_for(&alice, "k1").await.expect("alice a third time");
+    keys.key_for(&alice, "k1")
+        .await
+        .expect("alice a third time");
     assert_eq!(wallets.server.fetches("alice"), 3);
     assert_eq!(wallets.server.fetches("bob"), 1);
     assert_eq!(feed.trusted_epoch(), Some(epoch), "no reconnect meanwhile");
@@ -340,6 +360,50 @@ async fn a_keys_notification_from_another_connection_evicts_that_wallet_only() {
     other_node.close().await;
     drop(keys);
     feed_shutdown(feed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_sees_a_key_set_change_tells_the_other_nodes() {
+    let db = PgTestDb::create().await;
+    let feed_a = listening_feed(&db).await;
+    let feed_b = listening_feed(&db).await;
+    let wallets = Wallets::start().await;
+    let alice = wallets.add("alice");
+    let config = KeyResolverConfig {
+        allow_private: true,
+        ttl: Duration::from_secs(600),
+        min_refresh_interval: Duration::from_millis(100),
+        ..KeyResolverConfig::default()
+    };
+    let publisher = PgPool::connect(&db.url).await.expect("publisher pool");
+    let node_a =
+        ClientKeyResolver::with_feed_and_publisher(config.clone(), feed_a.clone(), Some(publisher))
+            .expect("node a");
+    let node_b = ClientKeyResolver::with_feed(config, feed_b.clone()).expect("node b");
+    node_a.key_for(&alice, "k1").await.expect("a caches k1");
+    node_b.key_for(&alice, "k1").await.expect("b caches k1");
+    assert_eq!(wallets.server.fetches("alice"), 2);
+
+    // The wallet replaces k1 by k2 (say k1 leaked). Node A meets k2, refetches, sees the change.
+    let fresh = generate_signing_key();
+    wallets.server.keys.lock().expect("lock").insert(
+        "alice".to_string(),
+        vec![Jwk::from_verifying_key("k2", &fresh.verifying_key())],
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    node_a.key_for(&alice, "k2").await.expect("a learns k2");
+    // Node B drops its copy without waiting for its TTL, so the leaked k1 stops working there.
+    eventually(Duration::from_secs(5), "node b evicts alice's set", || {
+        node_b.cached_wallets() == 0
+    })
+    .await;
+    assert!(
+        node_b.key_for(&alice, "k1").await.is_err(),
+        "k1 is no longer accepted by node b"
+    );
+    drop((node_a, node_b));
+    feed_shutdown(feed_a).await;
+    feed_shutdown(feed_b).await;
 }
 
 async fn feed_shutdown(feed: Arc<InvalidationFeed>) {

@@ -95,6 +95,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "PUBLIC_URL={}", server.public_url)?;
         writeln!(out, "PRIVATE_URL={}", server.private_url)?;
+        writeln!(out, "PUBLIC_LISTEN={}", server.public_addr)?;
+        writeln!(out, "PRIVATE_LISTEN={}", server.private_addr)?;
         writeln!(out, "GRANT_ENDPOINT={}/", server.public_url)?;
         if let Some(sandbox) = &server.sandbox {
             for line in sandbox.client_lines() {

