@@ -100,6 +100,9 @@ impl ClientKeyResolver {
             .timeout(config.fetch_timeout)
             .connect_timeout(config.fetch_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // Fetches are rare (the cache absorbs them); an idle pooled connection would only
+            // race the wallet server closing it ("connection closed before message completed").
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")));
         if !config.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
@@ -305,14 +308,27 @@ impl ClientKeyResolver {
     async fn fetch_bytes(&self, url: url::Url) -> Result<Vec<u8>, KeyResolveError> {
         let config = &self.inner.config;
         let shown = url.to_string();
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| KeyResolveError::Unreachable(shown.clone(), describe_reqwest(&e)))?;
+        // One retry for a GET that failed before any answer (connection reset or refused).
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match self
+                .inner
+                .http
+                .get(url.clone())
+                .header("accept", "application/json")
+                .send()
+                .await
+            {
+                Ok(response) => break response,
+                Err(e) if attempt < 2 && !e.is_timeout() && (e.is_connect() || e.is_request()) => {
+                    tracing::debug!(error = %e, "retrying a client key fetch");
+                }
+                Err(e) => {
+                    return Err(KeyResolveError::Unreachable(shown, describe_reqwest(&e)));
+                }
+            }
+        };
         if !response.status().is_success() {
             return Err(KeyResolveError::Unreachable(
                 shown,
