@@ -25,6 +25,11 @@ impl TokenValue {
         TokenValue(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// A value the client presented (for example a session cookie being re-sent).
+    pub fn from_presented(value: &str) -> Self {
+        TokenValue(value.to_string())
+    }
+
     /// The value to hand to the client, once.
     pub fn expose(&self) -> &str {
         &self.0

@@ -528,12 +528,24 @@ async fn interaction_errors_are_protocol_shaped() {
 async fn expired_interactions_cannot_start() {
     let server = TestServer::start_with(|mut layer| {
         layer.interaction_lifetime_secs = Some(1);
+        layer.continue_wait_secs = Some(1);
         layer
     })
     .await;
     let alice = server.wallet_client("alice");
     let grant =
         request_interactive(&server, &alice, Some(("https://client.example/cb", "n"))).await;
+    // A browser that started in time cannot finish after the expiry either.
+    let started_grant =
+        request_interactive(&server, &alice, Some(("https://client.example/cb", "n"))).await;
+    let started_redirect = started_grant["interact"]["redirect"]
+        .as_str()
+        .expect("redirect")
+        .to_string();
+    let mut early_browser = Browser::new();
+    assert_eq!(early_browser.get(&started_redirect).await.status, 302);
+    // And a polling client learns that nobody answered in time.
+    let polled = request_interactive(&server, &alice, None).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut browser = Browser::new();
     let page = browser
@@ -541,6 +553,64 @@ async fn expired_interactions_cannot_start() {
         .await;
     assert_eq!(page.status, 401);
     assert!(page.body.contains("expired"), "{}", page.body);
+    let late_finish = early_browser
+        .get(&format!("{started_redirect}/finish"))
+        .await;
+    assert_eq!(late_finish.status, 401);
+    assert!(late_finish.body.contains("expired"), "{}", late_finish.body);
+    let uri = polled["continue"]["uri"].as_str().expect("uri");
+    let ct = polled["continue"]["access_token"]["value"]
+        .as_str()
+        .expect("ct");
+    let expired = alice.send("POST", uri, Some(ct), None).await;
+    assert_gnap_error(&expired, 401, "invalid_continuation");
+    assert!(expired.text.contains("expired"), "{}", expired.text);
+    // The grant is finalized as rejected: asking again is refused for good.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_gnap_error(
+        &alice.send("POST", uri, Some(ct), None).await,
+        401,
+        "request_denied",
+    );
+}
+
+#[tokio::test]
+async fn only_the_browser_that_started_an_interaction_may_continue_it() {
+    let server = TestServer::start().await;
+    let alice = server.wallet_client("alice");
+    let grant =
+        request_interactive(&server, &alice, Some(("https://client.example/cb", "n"))).await;
+    let redirect = grant["interact"]["redirect"].as_str().expect("redirect");
+    let mut first = Browser::new();
+    assert_eq!(first.get(redirect).await.status, 302);
+    // The same browser may open the link again (a reload).
+    assert_eq!(first.get(redirect).await.status, 302);
+    // Another browser (someone who saw the link) may not take the consent over.
+    let mut second = Browser::new();
+    let hijack = second.get(redirect).await;
+    assert_eq!(hijack.status, 401);
+    assert!(hijack.body.contains("another browser"), "{}", hijack.body);
+    // The first browser still completes the consent.
+    let start = first.get(redirect).await;
+    let consent_url = absolute(&server, start.location.as_deref().expect("location"));
+    let page = first.get(&consent_url).await;
+    let decided = first
+        .post_form(
+            &consent_url,
+            &[("csrf", &csrf_of(&page.body)), ("decision", "accept")],
+        )
+        .await;
+    let finished = first
+        .get(&absolute(
+            &server,
+            decided.location.as_deref().expect("finish"),
+        ))
+        .await;
+    assert_eq!(finished.status, 302);
+    assert!(finished
+        .location
+        .expect("location")
+        .contains("interact_ref="));
 }
 
 #[tokio::test]

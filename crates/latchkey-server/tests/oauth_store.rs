@@ -199,3 +199,68 @@ async fn sqlite_group_commit_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     conformance(Arc::new(SqliteOAuthStore::new(sqlite(&dir).await))).await;
 }
+
+/// Writes and lookups arriving together (the server's store commits them as a group): each
+/// gets the outcome it would have had alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_commit_keeps_each_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteOAuthStore::new(sqlite(&dir).await);
+    let (a, _) = OAuthClient::generate("a".into(), vec!["read".into()], 1_000);
+    let (b, _) = OAuthClient::generate("b".into(), vec![], 1_000);
+    let (off, _) = OAuthClient::generate("off".into(), vec![], 1_000);
+    for c in [&a, &b, &off] {
+        store.insert_client(c).await.expect("insert client");
+    }
+    store.disable_client(&off.id, 5).await.expect("disable");
+    let (t1, t2, t3) = (
+        token(&a, 10, i64::MAX),
+        token(&a, 10, i64::MAX),
+        token(&a, 10, i64::MAX),
+    );
+    for t in [&t1, &t2, &t3] {
+        assert!(store.insert_token(t).await.expect("insert"));
+    }
+    let (t4, t5) = (token(&a, 20, i64::MAX), token(&off, 20, i64::MAX));
+    let (by_b, by_a, by_a_again, t2_by_a, t4_in, t5_in, t1_by_b_again, found, missing) = tokio::join!(
+        store.revoke_token(&t1.hash, &b.id, 30),
+        store.revoke_token(&t1.hash, &a.id, 30),
+        store.revoke_token(&t1.hash, &a.id, 31),
+        store.revoke_token(&t2.hash, &a.id, 30),
+        store.insert_token(&t4),
+        store.insert_token(&t5),
+        store.revoke_token(&t1.hash, &b.id, 32),
+        store.client_by_id(&a.id),
+        store.client_by_id("nope"),
+    );
+    assert!(!by_b.expect("b"), "another client's token is left alone");
+    assert!(!t1_by_b_again.expect("b again"));
+    assert_eq!(
+        [by_a.expect("a"), by_a_again.expect("a again")]
+            .iter()
+            .filter(|r| **r)
+            .count(),
+        1,
+        "exactly one revocation of t1 revoked it"
+    );
+    assert!(t2_by_a.expect("t2"));
+    assert!(t4_in.expect("t4"));
+    assert!(!t5_in.expect("t5"), "no token for a disabled client");
+    assert_eq!(found.expect("found"), Some(a.clone()));
+    assert_eq!(missing.expect("missing"), None);
+    let revoked = |h| {
+        let store = &store;
+        async move {
+            store
+                .token_by_hash(h)
+                .await
+                .expect("get")
+                .map(|(t, _)| t.revoked_at)
+        }
+    };
+    assert_eq!(revoked(&t1.hash).await, Some(Some(30)));
+    assert_eq!(revoked(&t2.hash).await, Some(Some(30)));
+    assert_eq!(revoked(&t3.hash).await, Some(None));
+    assert_eq!(revoked(&t4.hash).await, Some(None));
+    assert_eq!(revoked(&t5.hash).await, None);
+}

@@ -901,6 +901,49 @@ async fn ping_answers(store: SharedStore) {
     store.ping().await.expect("ping");
 }
 
+/// Many introspection lookups at once (SQLite answers them from one read): each gets its own
+/// token, twice-asked hashes both get it, unknown hashes get nothing, and a revocation
+/// acknowledged before a lookup is seen by it.
+async fn concurrent_lookups_each_get_their_own_answer(store: SharedStore) {
+    let mut issued_tokens = Vec::new();
+    for _ in 0..6 {
+        issued_tokens.push(issued(&store).await);
+    }
+    store
+        .revoke_token(&issued_tokens[0].1.manage_id, now_ms())
+        .await
+        .expect("revoke");
+    for _ in 0..3 {
+        let mut asks = Vec::new();
+        for (i, (grant, token)) in issued_tokens.iter().chain(issued_tokens.iter()).enumerate() {
+            let node = store.clone();
+            let (grant, token) = (grant.clone(), token.clone());
+            asks.push(tokio::spawn(async move {
+                let (t, g) = node
+                    .token_by_hash(&token.hash)
+                    .await
+                    .expect("lookup")
+                    .expect("found");
+                assert_eq!(t.manage_id, token.manage_id);
+                assert_eq!(g, grant);
+                assert_eq!(t.revoked_at.is_some(), i % 6 == 0, "ask {i}");
+            }));
+            let node = store.clone();
+            asks.push(tokio::spawn(async move {
+                let unknown = TokenHash::of(&format!("never issued {i}"));
+                assert!(node
+                    .token_by_hash(&unknown)
+                    .await
+                    .expect("lookup")
+                    .is_none());
+            }));
+        }
+        for ask in asks {
+            ask.await.expect("ask");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Races between nodes (independent stores on one database)
 // ---------------------------------------------------------------------------------------------
@@ -1710,6 +1753,7 @@ conformance! {
         purge_removes_only_dead_state_past_the_cutoff,
         purge_works_in_batches,
         ping_answers,
+        concurrent_lookups_each_get_their_own_answer,
     ],
     nodes: [
         concurrent_rotations_have_one_winner,

@@ -70,6 +70,8 @@ export async function startLatchkey({
   // working / data directory so sandbox files never land in the repository.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LATCHKEY_')));
   env.RUST_BACKTRACE = '1';
+  // The most verbose logs, so the log-secrecy checks see everything the server could ever print.
+  env.LATCHKEY_LOG = 'trace';
   if (workDir) env.LATCHKEY_DATA_DIR = path.join(workDir, 'data');
   const child = spawn(LATCHKEY_BIN, args, {
     cwd: workDir ?? os.tmpdir(),

@@ -397,6 +397,15 @@ impl Lifecycle {
             }
         }
         if grant.state == GrantState::Pending {
+            if interaction.is_expired(now) {
+                // Nobody answered in time: the grant is finalized as rejected, for good.
+                self.store.decide_grant(&grant.id, false, now).await?;
+                return Err(DomainError::InvalidContinuation(
+                    "the interaction expired before the resource owner answered; the grant is \
+                     finalized"
+                        .into(),
+                ));
+            }
             return Ok(ContinueOutcome::Pending {
                 wait_secs: grant.wait_secs,
             });
@@ -436,6 +445,7 @@ impl Lifecycle {
         &self,
         id: &str,
         nonce: &str,
+        presented_session: Option<&str>,
     ) -> Result<(Interaction, Grant, TokenValue), DomainError> {
         let (interaction, grant) = self.interaction(id, nonce).await?;
         if interaction.is_expired(now_ms()) {
@@ -448,10 +458,26 @@ impl Lifecycle {
                 "the grant is no longer waiting for consent".into(),
             ));
         }
+        if interaction.session_hash.is_some() {
+            // Opened again: only the browser that started it may go on.
+            Self::require_session(&interaction, presented_session).map_err(|_| {
+                DomainError::InvalidInteraction(
+                    "this interaction was already started in another browser".into(),
+                )
+            })?;
+            let session = TokenValue::from_presented(presented_session.unwrap_or_default());
+            return Ok((interaction, grant, session));
+        }
         let session = TokenValue::generate();
-        self.store
+        if !self
+            .store
             .bind_interaction_session(&interaction.id, &session.hash())
-            .await?;
+            .await?
+        {
+            return Err(DomainError::InvalidInteraction(
+                "this interaction was already started in another browser".into(),
+            ));
+        }
         Ok((interaction, grant, session))
     }
 
@@ -502,6 +528,11 @@ impl Lifecycle {
     ) -> Result<FinishOutcome, DomainError> {
         let (interaction, grant) = self.interaction(id, nonce).await?;
         Self::require_session(&interaction, session)?;
+        if grant.state == GrantState::Pending && interaction.is_expired(now_ms()) {
+            return Err(DomainError::InvalidInteraction(
+                "the interaction has expired".into(),
+            ));
+        }
         match grant.state {
             GrantState::Approved => {
                 let interact_ref = self

@@ -49,7 +49,15 @@ async fn lookup(
     if !looks_like_id(&id) {
         return Err(crate::domain::DomainError::UnknownInteraction.into());
     }
-    let (_, grant) = state.lifecycle.interaction(&id, &nonce).await?;
+    let (interaction, grant) = state.lifecycle.interaction(&id, &nonce).await?;
+    if interaction.is_expired(crate::domain::clock::now_ms())
+        && grant.state == crate::domain::grant::GrantState::Pending
+    {
+        return Err(crate::domain::DomainError::InvalidInteraction(
+            "the interaction has expired".into(),
+        )
+        .into());
+    }
     Ok(Json(json!({
         "grantId": grant.id,
         "access": grant.access,

@@ -117,11 +117,16 @@ async fn client_display(state: &AppState, grant: &Grant) -> (String, String) {
 async fn start(
     State(state): State<AppState>,
     Path((id, nonce)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, GnapError> {
     if !looks_like_id(&id) {
         return Err(DomainError::UnknownInteraction.into());
     }
-    let (interaction, grant, session) = state.lifecycle.start_interaction(&id, &nonce).await?;
+    let presented = cookie(&headers, &cookie_name(&id));
+    let (interaction, grant, session) = state
+        .lifecycle
+        .start_interaction(&id, &nonce, presented.as_deref())
+        .await?;
     let location = match &state.settings.consent_url {
         Some(consent) => {
             let (client_name, client_uri) = client_display(&state, &grant).await;

@@ -113,15 +113,20 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Logs method, path, status and latency; never headers or bodies (they carry tokens).
+/// Logs method, route, status and latency; never headers or bodies (they carry tokens), and
+/// the route template rather than the path, so ids and interaction nonces stay out of logs.
 async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(no route)".to_string());
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::debug!(
         %method,
-        path,
+        route,
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "request"

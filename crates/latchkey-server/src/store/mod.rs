@@ -131,12 +131,14 @@ pub trait Store: Send + Sync + 'static {
     async fn interaction_by_grant(&self, grant_id: &str)
         -> Result<Option<Interaction>, StoreError>;
 
-    /// Binds the browser session that started the interaction (replacing an earlier one).
+    /// Binds the browser session that started the interaction, once: returns false (and
+    /// changes nothing) when another session is already bound, so a second browser opening the
+    /// same redirect cannot take the consent over.
     async fn bind_interaction_session(
         &self,
         interaction_id: &str,
         session: &TokenHash,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Records the resource owner's decision: `pending` becomes `approved` or `rejected`.
     /// Returns false (and changes nothing) when the grant was no longer pending.

@@ -9,7 +9,7 @@ use sqlx::Row;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::SqliteStore;
+use super::sqlite::{InFlight, SqliteStore};
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -153,6 +153,30 @@ where
     .map_err(db_error)?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Revokes the token if it belongs to `client_id` and is not revoked yet; true when revoked.
+async fn revoke_token_in<'c, E>(
+    executor: E,
+    hash: &TokenHash,
+    client_id: &str,
+    now: Millis,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let revoked = sqlx::query(
+        "UPDATE oauth_tokens SET revoked_at = ?3 \
+         WHERE hash = ?1 AND client_id = ?2 AND revoked_at IS NULL",
+    )
+    .bind(hash.as_bytes())
+    .bind(client_id)
+    .bind(now)
+    .execute(executor)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    Ok(revoked == 1)
 }
 
 async fn revoke_all<'c, E>(executor: E, client_id: &str, now: Millis) -> Result<u64, StoreError>
@@ -317,18 +341,7 @@ impl OAuthStore for SqliteStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let revoked = sqlx::query(
-            "UPDATE oauth_tokens SET revoked_at = ?3 \
-             WHERE hash = ?1 AND client_id = ?2 AND revoked_at IS NULL",
-        )
-        .bind(hash.as_bytes())
-        .bind(client_id)
-        .bind(now)
-        .execute(self.writer())
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(revoked == 1)
+        revoke_token_in(self.writer(), hash, client_id, now).await
     }
 
     async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
@@ -343,41 +356,71 @@ impl OAuthStore for SqliteStore {
     }
 }
 
-/// Most token inserts committed together by [`SqliteOAuthStore`].
+/// Most OAuth writes committed together by [`SqliteOAuthStore`].
 pub const MAX_GROUP_COMMIT: usize = 256;
 
-type PendingInsert = (OAuthTokenRecord, oneshot::Sender<Result<bool, StoreError>>);
-
-/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus **group
-/// commit** of token inserts, the `client_credentials` hot path.
-///
-/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Inserts arriving
-/// while a commit is under way queue up and go into the next transaction together (up to
-/// [`MAX_GROUP_COMMIT`]), so one fsync serves many token requests. Each caller is answered
-/// only after the commit that holds its token, so an issued token is as durable as before.
-/// Every other method goes straight to [`SqliteStore`].
-pub struct SqliteOAuthStore {
-    db: SqliteStore,
-    inserts: mpsc::Sender<PendingInsert>,
+/// One queued OAuth write.
+enum OAuthWrite {
+    /// [`OAuthStore::insert_token`].
+    Insert(OAuthTokenRecord),
+    /// [`OAuthStore::revoke_token`].
+    Revoke {
+        hash: TokenHash,
+        client_id: String,
+        now: Millis,
+    },
 }
 
-impl SqliteOAuthStore {
-    /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
-    /// when the store is dropped).
-    pub fn new(db: SqliteStore) -> Self {
-        let (inserts, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
-        tokio::spawn(group_commit(db.clone(), queue));
-        SqliteOAuthStore { db, inserts }
+impl OAuthWrite {
+    fn is_insert(&self) -> bool {
+        matches!(self, OAuthWrite::Insert(_))
     }
 }
 
-async fn group_commit(db: SqliteStore, mut queue: mpsc::Receiver<PendingInsert>) {
-    let mut batch: Vec<PendingInsert> = Vec::with_capacity(MAX_GROUP_COMMIT);
+type PendingWrite = (OAuthWrite, oneshot::Sender<Result<bool, StoreError>>);
+
+/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus **group
+/// commit** of the two OAuth hot-path writes, token inserts (`client_credentials`) and
+/// revocations (RFC 7009).
+///
+/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Writes arriving
+/// while a commit is under way queue up and go into the next transaction together (up to
+/// [`MAX_GROUP_COMMIT`]), so one fsync serves many requests. Each consecutive run of inserts
+/// (or of revocations) is **one SQL statement** over a JSON array of rows, so a group costs one
+/// hand-off to the writer connection's thread per run instead of one per request. Each caller
+/// is answered only after the commit that holds its write, so a write is as durable as before,
+/// and the runs are applied in arrival order with the outcome each write would have had alone
+/// (an insert only for an enabled client; a revocation only of a token of the requesting
+/// client that is not revoked yet). If a group fails, each of its writes is replayed in its own
+/// transaction, so one bad write never fails another. Every other method goes straight to
+/// [`SqliteStore`].
+///
+/// Client lookups (every OAuth request authenticates its client) are **coalesced**, not
+/// cached: a task takes every lookup that arrived while the previous read ran and answers them
+/// all from one `SELECT` on a reader connection. Each lookup's read starts after the lookup
+/// arrived, so it sees every change committed before it (a disabled client or a rotated secret
+/// fails at once, as with a read of its own); what is saved is the hand-off to a reader
+/// connection's thread per request.
+pub struct SqliteOAuthStore {
+    db: SqliteStore,
+    writes: mpsc::Sender<PendingWrite>,
+    lookups: mpsc::Sender<PendingLookup>,
+    /// Lookups under way: one that finds none other reads directly, without the queue.
+    lookups_in_flight: InFlight,
+}
+
+type PendingLookup = (
+    String,
+    oneshot::Sender<Result<Option<OAuthClient>, StoreError>>,
+);
+
+async fn coalesce_lookups(db: SqliteStore, mut queue: mpsc::Receiver<PendingLookup>) {
+    let mut batch: Vec<PendingLookup> = Vec::with_capacity(MAX_GROUP_COMMIT);
     while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
-        match insert_batch(&db, &batch).await {
-            Ok(inserted) => {
-                for ((_, reply), ok) in batch.drain(..).zip(inserted) {
-                    let _ = reply.send(Ok(ok));
+        match clients_by_ids(&db, &batch).await {
+            Ok(found) => {
+                for (id, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(found.get(&id).cloned()));
                 }
             }
             Err(e) => {
@@ -390,14 +433,184 @@ async fn group_commit(db: SqliteStore, mut queue: mpsc::Receiver<PendingInsert>)
     }
 }
 
-async fn insert_batch(db: &SqliteStore, batch: &[PendingInsert]) -> Result<Vec<bool>, StoreError> {
+/// One read for the clients of a batch of lookups, by id.
+async fn clients_by_ids(
+    db: &SqliteStore,
+    batch: &[PendingLookup],
+) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
+    if let [(id, _)] = batch {
+        let client = db.client_by_id(id).await?;
+        return Ok(client.map(|c| (c.id.clone(), c)).into_iter().collect());
+    }
+    let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM oauth_clients c \
+         WHERE c.id IN (SELECT value FROM json_each(?1))"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .fetch_all(db.reader())
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| client_from_row(row).map(|c| (c.id.clone(), c)))
+        .collect()
+}
+
+impl SqliteOAuthStore {
+    /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
+    /// when the store is dropped).
+    pub fn new(db: SqliteStore) -> Self {
+        let (writes, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
+        tokio::spawn(group_commit(db.clone(), queue));
+        let (lookups, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
+        tokio::spawn(coalesce_lookups(db.clone(), queue));
+        SqliteOAuthStore {
+            db,
+            writes,
+            lookups,
+            lookups_in_flight: InFlight::default(),
+        }
+    }
+
+    async fn submit(&self, write: OAuthWrite) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the OAuth token writer has stopped".into());
+        self.writes.send((write, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn group_commit(db: SqliteStore, mut queue: mpsc::Receiver<PendingWrite>) {
+    let mut batch: Vec<PendingWrite> = Vec::with_capacity(MAX_GROUP_COMMIT);
+    while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
+        let outcomes = match write_group(&db, &batch).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, writes = batch.len(), "oauth group commit failed; replaying each write alone");
+                // Replay one by one, each in its own transaction: one bad write (or a failure
+                // of the group statement) must not fail or change the others.
+                let mut each = Vec::with_capacity(batch.len());
+                for (write, _) in &batch {
+                    each.push(write_one(&db, write).await);
+                }
+                each
+            }
+        };
+        for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Applies a group: one statement per run of same-kind writes, in one transaction when there
+/// is more than one run (a single statement is its own transaction).
+async fn write_group(db: &SqliteStore, batch: &[PendingWrite]) -> Result<Vec<bool>, StoreError> {
+    let writes: Vec<&OAuthWrite> = batch.iter().map(|(w, _)| w).collect();
+    let runs: Vec<&[&OAuthWrite]> = writes
+        .chunk_by(|a, b| a.is_insert() == b.is_insert())
+        .collect();
+    let mut done = Vec::with_capacity(writes.len());
+    if let [run] = runs.as_slice() {
+        let mut conn = db.writer().acquire().await.map_err(db_error)?;
+        done.extend(write_run(&mut conn, run).await?);
+        return Ok(done);
+    }
     let mut tx = db.writer().begin().await.map_err(db_error)?;
-    let mut inserted = Vec::with_capacity(batch.len());
-    for (token, _) in batch {
-        inserted.push(insert_token_in(&mut *tx, token).await?);
+    for run in runs {
+        done.extend(write_run(&mut tx, run).await?);
     }
     tx.commit().await.map_err(db_error)?;
-    Ok(inserted)
+    Ok(done)
+}
+
+async fn write_one(db: &SqliteStore, write: &OAuthWrite) -> Result<bool, StoreError> {
+    match write {
+        OAuthWrite::Insert(token) => insert_token_in(db.writer(), token).await,
+        OAuthWrite::Revoke {
+            hash,
+            client_id,
+            now,
+        } => revoke_token_in(db.writer(), hash, client_id, *now).await,
+    }
+}
+
+/// One statement for a run of inserts (or of revocations): the rows go in as one JSON array
+/// (`json_each`), the affected rows come back with `RETURNING`.
+async fn write_run(
+    conn: &mut sqlx::SqliteConnection,
+    run: &[&OAuthWrite],
+) -> Result<Vec<bool>, StoreError> {
+    let mut rows = Vec::with_capacity(run.len());
+    let mut seen = std::collections::HashSet::new();
+    for write in run {
+        if let OAuthWrite::Revoke {
+            hash, client_id, ..
+        } = write
+        {
+            // Only the first revocation of a (token, client) pair can revoke it (a later one
+            // finds it revoked, or fails the same way): the others stay out of the statement,
+            // so the stored `revoked_at` is the first one's, as one by one.
+            if !seen.insert((*hash, client_id.as_str())) {
+                continue;
+            }
+        }
+        rows.push(match write {
+            OAuthWrite::Insert(t) => serde_json::json!([
+                hex::encode(t.hash.as_bytes()),
+                t.client_id,
+                t.scopes.join(" "),
+                t.created_at,
+                t.expires_at,
+                t.revoked_at
+            ]),
+            OAuthWrite::Revoke {
+                hash,
+                client_id,
+                now,
+            } => serde_json::json!([hex::encode(hash.as_bytes()), client_id, now]),
+        });
+    }
+    let rows = serde_json::Value::Array(rows).to_string();
+    let inserts = run.first().is_some_and(|w| w.is_insert());
+    let sql = if inserts {
+        // The same check as `insert_token_in`: only for an existing, enabled client.
+        "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
+         SELECT unhex(j.value ->> 0), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+         j.value ->> 4, j.value ->> 5 FROM json_each(?1) AS j WHERE EXISTS \
+         (SELECT 1 FROM oauth_clients c WHERE c.id = j.value ->> 1 AND c.disabled_at IS NULL) \
+         RETURNING hash, client_id"
+    } else {
+        // The same condition as `revoke_token_in`: the requesting client's token, unrevoked.
+        "UPDATE oauth_tokens SET revoked_at = j.value ->> 2 FROM json_each(?1) AS j \
+         WHERE oauth_tokens.hash = unhex(j.value ->> 0) AND oauth_tokens.client_id = j.value ->> 1 \
+         AND oauth_tokens.revoked_at IS NULL RETURNING hash, client_id"
+    };
+    let returned = sqlx::query(sql)
+        .bind(rows)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let mut affected = std::collections::HashSet::with_capacity(returned.len());
+    for row in &returned {
+        let hash = hash_from(row.try_get("hash").map_err(corrupt)?)?;
+        let client_id: String = row.try_get("client_id").map_err(corrupt)?;
+        affected.insert((hash, client_id));
+    }
+    // A pair comes back at most once and goes to the first write that names it: when two
+    // revocations of one token share a group, the first revoked it and the second found it
+    // revoked, as they would have one by one.
+    Ok(run
+        .iter()
+        .map(|write| match write {
+            OAuthWrite::Insert(t) => affected.remove(&(t.hash, t.client_id.clone())),
+            OAuthWrite::Revoke {
+                hash, client_id, ..
+            } => affected.remove(&(*hash, client_id.clone())),
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -406,7 +619,17 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.insert_client(client).await
     }
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.db.client_by_id(id).await
+        let (_counted, alone) = self.lookups_in_flight.enter();
+        if alone {
+            return self.db.client_by_id(id).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the OAuth client reader has stopped".into());
+        self.lookups
+            .send((id.to_string(), reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
         self.db.list_clients().await
@@ -432,13 +655,7 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.delete_client(id).await
     }
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the token writer has stopped".into());
-        self.inserts
-            .send((token.clone(), reply))
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.submit(OAuthWrite::Insert(token.clone())).await
     }
     async fn token_by_hash(
         &self,
@@ -452,7 +669,12 @@ impl OAuthStore for SqliteOAuthStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.db.revoke_token(hash, client_id, now).await
+        self.submit(OAuthWrite::Revoke {
+            hash: *hash,
+            client_id: client_id.to_string(),
+            now,
+        })
+        .await
     }
     async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
         self.db.delete_expired_tokens(before).await

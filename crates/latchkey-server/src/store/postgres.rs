@@ -685,15 +685,18 @@ impl Store for PostgresStore {
         &self,
         interaction_id: &str,
         session: &TokenHash,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.bounded(async {
-            sqlx::query("UPDATE interactions SET session_hash = $2 WHERE id = $1")
-                .bind(interaction_id)
-                .bind(session.as_bytes())
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
-            Ok(())
+            let changed = sqlx::query(
+                "UPDATE interactions SET session_hash = $2 WHERE id = $1 AND session_hash IS NULL",
+            )
+            .bind(interaction_id)
+            .bind(session.as_bytes())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            Ok(changed == 1)
         })
         .await
     }
