@@ -121,6 +121,8 @@ pub enum OAuthErrorCode {
     SlowDown,
     /// The server cannot serve now.
     TemporarilyUnavailable,
+    /// An unexpected condition prevented the server from answering (RFC 6749 §4.1.2.1).
+    ServerError,
 }
 
 impl OAuthErrorCode {
@@ -137,6 +139,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::InvalidToken => "invalid_token",
             OAuthErrorCode::SlowDown => "slow_down",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthErrorCode::ServerError => "server_error",
         }
     }
 }

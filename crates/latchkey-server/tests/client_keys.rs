@@ -25,6 +25,11 @@ async fn jwks(State(server): State<KeyServer>) -> Json<JwkSet> {
     Json(JwkSet { keys })
 }
 
+async fn slow() -> String {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    "{\"keys\":[]}".to_string()
+}
+
 async fn huge() -> String {
     format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(200_000))
 }
@@ -34,6 +39,7 @@ async fn start_key_server() -> (String, KeyServer) {
     let router = Router::new()
         .route("/alice/jwks.json", get(jwks))
         .route("/huge/jwks.json", get(huge))
+        .route("/slow/jwks.json", get(slow))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -127,6 +133,21 @@ async fn oversized_and_unreachable_key_sets_are_refused() {
         resolver.key_for(&nowhere, "k").await,
         Err(KeyResolveError::Unreachable(..))
     ));
+}
+
+#[tokio::test]
+async fn a_wallet_that_does_not_answer_times_out() {
+    let (base, _server) = start_key_server().await;
+    let resolver = ClientKeyResolver::new(KeyResolverConfig {
+        allow_private: true,
+        fetch_timeout: Duration::from_millis(300),
+        ..KeyResolverConfig::default()
+    })
+    .expect("resolver");
+    let slow = ClientKeySource::WalletAddress(format!("{base}/slow"));
+    let err = resolver.key_for(&slow, "k").await.expect_err("times out");
+    assert!(matches!(err, KeyResolveError::Unreachable(..)), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
 }
 
 #[tokio::test]

@@ -287,7 +287,7 @@ impl From<StoreError> for OAuthError {
         let code = if status == StatusCode::SERVICE_UNAVAILABLE {
             OAuthErrorCode::TemporarilyUnavailable
         } else {
-            OAuthErrorCode::InvalidRequest
+            OAuthErrorCode::ServerError
         };
         OAuthError {
             status,
