@@ -1776,6 +1776,74 @@ conformance! {
     ],
 }
 
+mod sqlite_only {
+    use super::*;
+
+    /// Writes that arrive together share one group and runs of same-kind writes share a
+    /// statement; each write must still get the outcome it would have had alone, in arrival
+    /// order: one successor per old token, a rotation queued behind its grant's cancel finds
+    /// the grant cancelled, a rotation of a successor made earlier in the group finds it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_group_keeps_each_outcome_in_order() {
+        let db = TestDb::sqlite().await;
+        let store = db.open().await;
+        let (g1, a) = issued(&store).await;
+        let (g2, c) = issued(&store).await;
+        let (g3, e) = issued(&store).await;
+        let (g4, f) = issued(&store).await;
+        let now = now_ms();
+        let (b1, b2, d, e2) = (
+            token_for(&g1, now),
+            token_for(&g1, now),
+            token_for(&g2, now),
+            token_for(&g3, now),
+        );
+        let b1_next = token_for(&g1, now);
+        let f2 = token_for(&g4, now);
+        let g5 = issued_grant(now);
+        let g5_token = token_for(&g5, now);
+        let (r1, r2, r3, _, r4, r5, _, _, _, _, r6) = tokio::join!(
+            store.rotate_token(&a.manage_id, &b1, now),
+            store.rotate_token(&a.manage_id, &b2, now),
+            store.rotate_token(&b1.manage_id, &b1_next, now),
+            store.cancel_grant(&g2.id, now),
+            store.rotate_token(&c.manage_id, &d, now),
+            store.rotate_token(&e.manage_id, &e2, now),
+            store.revoke_token(&f.manage_id, now),
+            store.revoke_token(&f.manage_id, now + 5),
+            store.cancel_grant(&g4.id, now + 7),
+            store.create_grant(&g5, Some(&g5_token)),
+            store.rotate_token(&f.manage_id, &f2, now),
+        );
+        assert_eq!(r1.expect("r1"), RotateOutcome::Rotated);
+        assert_eq!(
+            r2.expect("r2"),
+            RotateOutcome::NotLive,
+            "one successor per token"
+        );
+        assert_eq!(
+            r3.expect("r3"),
+            RotateOutcome::Rotated,
+            "a fresh successor rotates"
+        );
+        assert_eq!(
+            r4.expect("r4"),
+            RotateOutcome::NotLive,
+            "grant cancelled first"
+        );
+        assert_eq!(r5.expect("r5"), RotateOutcome::Rotated);
+        assert_eq!(r6.expect("r6"), RotateOutcome::NotLive);
+        assert!(lookup(&store, &b2.manage_id).await.is_none());
+        assert!(lookup(&store, &d.manage_id).await.is_none());
+        assert_eq!(stored(&store, &b1.manage_id).await.revoked_at, Some(now));
+        assert_eq!(stored(&store, &b1_next.manage_id).await.revoked_at, None);
+        assert_eq!(stored(&store, &f.manage_id).await.revoked_at, Some(now));
+        assert_eq!(stored(&store, &c.manage_id).await.revoked_at, Some(now));
+        assert_eq!(stored(&store, &g5_token.manage_id).await.revoked_at, None);
+        assert_eq!(stored(&store, &e2.manage_id).await.revoked_at, None);
+    }
+}
+
 mod postgres_only {
     use super::*;
 

@@ -288,7 +288,9 @@ const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_i
     t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
     t.revoked_at AS t_revoked_at";
 
-fn client_to_columns(client: &ClientKeySource) -> Result<(&'static str, String), StoreError> {
+pub(super) fn client_to_columns(
+    client: &ClientKeySource,
+) -> Result<(&'static str, String), StoreError> {
     Ok(match client {
         ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
         ClientKeySource::Jwk(jwk) => (
