@@ -583,7 +583,14 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        // Bounded: a connection stuck on a dead network (packets dropped, nothing closed) would
+        // otherwise keep `close` waiting for ever; past the bound its socket is simply dropped.
+        if tokio::time::timeout(Duration::from_secs(5), self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing the PostgreSQL pool timed out; dropping its connections");
+        }
     }
 
     async fn purge_expired(&self, before: Millis, limit: u32) -> Result<PurgeOutcome, StoreError> {
