@@ -153,38 +153,24 @@ async fn continue_grant(
         .await?;
     // The continuation token is unchanged; the client presented it, so echo it back.
     let continue_token = super::auth::presented_token_value(&req)?;
-    let uri = state.settings.continue_url(&grant.continue_id);
-    Ok(Json(match outcome {
-        ContinueOutcome::Pending { wait_secs } => GrantResponse {
-            access_token: None,
-            interact: None,
-            continue_: Continue {
-                access_token: ContinueToken {
-                    value: continue_token,
-                },
-                uri,
-                wait: Some(wait_secs),
-            },
-        },
+    let (access_token, wait) = match outcome {
+        ContinueOutcome::Pending { wait_secs } => (None, Some(wait_secs)),
         ContinueOutcome::Issued(record, value) => {
             tracing::info!(grant = %grant.id, "grant approved and issued");
-            GrantResponse {
-                access_token: Some(access_token_body(
-                    &state,
-                    &record,
-                    &value,
-                    grant.access.clone(),
-                )),
-                interact: None,
-                continue_: Continue {
-                    access_token: ContinueToken {
-                        value: continue_token,
-                    },
-                    uri,
-                    wait: None,
-                },
-            }
+            let token = access_token_body(&state, &record, &value, grant.access.clone());
+            (Some(token), None)
         }
+    };
+    Ok(Json(GrantResponse {
+        access_token,
+        interact: None,
+        continue_: Continue {
+            access_token: ContinueToken {
+                value: continue_token,
+            },
+            uri: state.settings.continue_url(&grant.continue_id),
+            wait,
+        },
     }))
 }
 
