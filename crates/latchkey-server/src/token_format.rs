@@ -12,6 +12,14 @@ use std::fmt;
 pub const TOKEN_BYTES: usize = 32;
 /// Bytes of entropy in a public id (manage URL, continue URL, interaction): 128 bits.
 pub const ID_BYTES: usize = 16;
+/// Bytes of the creation-time prefix of a public id: milliseconds since the Unix epoch, 48 bits
+/// big-endian (enough until the year 10889).
+pub const ID_TIME_BYTES: usize = 6;
+/// Length of an id made by [`new_id`]: base64url of [`ID_TIME_BYTES`] + [`ID_BYTES`] bytes.
+pub const ID_LEN: usize = 30;
+/// Length of an id made by [`new_random_id`], and of every id made before ids carried their
+/// creation time (databases written by earlier versions still hold them).
+pub const RANDOM_ID_LEN: usize = 22;
 
 /// A freshly generated secret token value. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,16 +94,39 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// A new random public id (URL-safe, 128 bits), used in manage, continue and interaction URLs.
+/// A new public id, used as the key of stored rows (grant, continue, manage and interaction
+/// ids): 48 bits of creation time (milliseconds) followed by 128 random bits, base64url.
+///
+/// The random part alone makes an id unguessable, as before. The time prefix is for storage:
+/// ids made close together sort close together, so the inserts of one commit land on the same
+/// few B-tree pages of each index instead of one random page per row and index (issue 7: the
+/// SQLite writer spent most of its time writing WAL frames for randomly placed index pages).
+/// It tells nobody more than when the id was issued, which its holder knows anyway.
 pub fn new_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut bytes = [0u8; ID_TIME_BYTES + ID_BYTES];
+    // Lowest 48 bits, big-endian, so that the base64url text starts with the most significant.
+    let time = (millis as u64).to_be_bytes();
+    bytes[..ID_TIME_BYTES].copy_from_slice(&time[8 - ID_TIME_BYTES..]);
+    OsRng.fill_bytes(&mut bytes[ID_TIME_BYTES..]);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new purely random id (URL-safe, 128 bits), for values that are not row keys (nonces,
+/// interaction references).
+pub fn new_random_id() -> String {
     let mut bytes = [0u8; ID_BYTES];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// True when `text` could be an id made by [`new_id`]; lets handlers refuse junk before a lookup.
+/// True when `text` could be an id made by [`new_id`] or [`new_random_id`] (or by an earlier
+/// version); lets handlers refuse junk before a lookup.
 pub fn looks_like_id(text: &str) -> bool {
-    text.len() == 22
+    (text.len() == ID_LEN || text.len() == RANDOM_ID_LEN)
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -135,9 +166,35 @@ mod tests {
     #[test]
     fn ids_are_random_and_recognised() {
         let id = new_id();
+        assert_eq!(id.len(), ID_LEN);
         assert!(looks_like_id(&id));
         assert_ne!(id, new_id());
+        let random = new_random_id();
+        assert_eq!(random.len(), RANDOM_ID_LEN);
+        assert!(looks_like_id(&random));
+        assert!(!looks_like_id(&id[..29]));
         assert!(!looks_like_id("../etc/passwd"));
         assert!(!looks_like_id(""));
+    }
+
+    #[test]
+    fn ids_start_with_their_creation_time() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let id = new_id();
+        let bytes = URL_SAFE_NO_PAD.decode(&id).expect("b64");
+        assert_eq!(bytes.len(), ID_TIME_BYTES + ID_BYTES);
+        let mut time = [0u8; 8];
+        time[8 - ID_TIME_BYTES..].copy_from_slice(&bytes[..ID_TIME_BYTES]);
+        let millis = u64::from_be_bytes(time);
+        assert!(
+            millis >= before && millis < before + 60_000,
+            "{millis} vs {before}"
+        );
+        // Two ids made in one millisecond share their time prefix (8 characters) and differ after.
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a[8..], b[8..]);
     }
 }

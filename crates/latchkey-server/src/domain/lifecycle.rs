@@ -13,7 +13,7 @@ use super::grant::{CancelDecision, ClientKeySource, Finalization, Grant, GrantSt
 use super::interaction::Interaction;
 use super::token::{decide_rotate, AccessTokenRecord, RotateDecision, TokenStatus};
 use crate::store::{RotateOutcome, SharedStore};
-use crate::token_format::{new_id, TokenHash, TokenValue};
+use crate::token_format::{new_id, new_random_id, TokenHash, TokenValue};
 
 /// Configurable lifetimes (DESIGN.md: token 600 s, `wait` 5 s, interaction 600 s).
 #[derive(Debug, Clone, Copy)]
@@ -274,7 +274,7 @@ impl Lifecycle {
         };
         Ok(Interaction {
             id: new_id(),
-            nonce: new_id(),
+            nonce: new_random_id(),
             grant_id: grant.id.clone(),
             finish_uri,
             client_nonce,
@@ -537,7 +537,7 @@ impl Lifecycle {
             GrantState::Approved => {
                 let interact_ref = self
                     .store
-                    .set_interact_ref(&interaction.id, &new_id())
+                    .set_interact_ref(&interaction.id, &new_random_id())
                     .await?;
                 Ok(FinishOutcome::Approved {
                     interaction,

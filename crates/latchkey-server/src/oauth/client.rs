@@ -8,7 +8,7 @@
 use latchkey_proto::oauth::ClientInfo;
 
 use crate::domain::clock::Millis;
-use crate::token_format::{new_id, TokenHash, TokenValue};
+use crate::token_format::{new_random_id, TokenHash, TokenValue};
 
 /// Longest accepted client name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -37,7 +37,7 @@ impl OAuthClient {
     pub fn generate(name: String, scopes: Vec<String>, now: Millis) -> (OAuthClient, TokenValue) {
         let secret = TokenValue::generate();
         let client = OAuthClient {
-            id: new_id(),
+            id: new_random_id(),
             name,
             secret_hash: secret.hash(),
             scopes,
