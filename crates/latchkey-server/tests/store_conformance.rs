@@ -937,6 +937,24 @@ async fn concurrent_lookups_each_get_their_own_answer(store: SharedStore) {
                     .expect("lookup")
                     .is_none());
             }));
+            // The same tokens by manage id, mixed into the same batches as the hash lookups.
+            let node = store.clone();
+            let (grant, token) = issued_tokens[i % 6].clone();
+            asks.push(tokio::spawn(async move {
+                let (t, g) = node
+                    .token_by_manage_id(&token.manage_id)
+                    .await
+                    .expect("lookup")
+                    .expect("found");
+                assert_eq!(t.hash, token.hash);
+                assert_eq!(g, grant);
+                assert_eq!(t.revoked_at.is_some(), i % 6 == 0, "ask by manage id {i}");
+                assert!(node
+                    .token_by_manage_id(&format!("{}x", &token.manage_id[1..]))
+                    .await
+                    .expect("lookup")
+                    .is_none());
+            }));
         }
         for ask in asks {
             ask.await.expect("ask");

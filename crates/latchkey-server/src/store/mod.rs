@@ -10,6 +10,7 @@ pub mod postgres_oauth;
 pub mod purge;
 mod schema;
 pub mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_group;
 
 pub use oauth::{OAuthStore, SharedOAuthStore};

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::schema::run_migrations;
+use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
 use super::sqlite_group::{WriteDone, WriteOp, WriteQueue};
 use super::{purge, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
@@ -29,6 +30,8 @@ use crate::token_format::TokenHash;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Background WAL checkpoints ([`super::sqlite_checkpoint`]); none for `:memory:`.
+    checkpointer: Option<SqlitePool>,
     /// Group commit of the GNAP writes, on `writer`.
     writes: WriteQueue,
     /// Coalesced introspection reads, on `reader`.
@@ -42,16 +45,24 @@ const LOOKUP_LANES: usize = 2;
 
 type TokenAndGrant = (AccessTokenRecord, Grant);
 type PendingLookup = (
-    TokenHash,
+    TokenKey,
     oneshot::Sender<Result<Option<TokenAndGrant>, StoreError>>,
 );
 
-/// Introspection lookups, **coalesced, never cached**: a lane takes every lookup that arrived
-/// while the previous read ran and answers them all from one `SELECT` on a reader connection.
-/// Each lookup's read starts after the lookup arrived, so it sees every write committed before
-/// it (a revocation is visible at once, as with a read of its own: token liveness is read from
-/// the database every time). What is saved is sqlx's hand-off to a reader connection's thread,
-/// and the pool checkout, per request (issue 7).
+/// How a token is looked up: by the hash of its value (introspection) or by its manage id
+/// (rotation and revocation read the token their URL names before writing).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum TokenKey {
+    Hash(TokenHash),
+    ManageId(String),
+}
+
+/// Token lookups, **coalesced, never cached**: a lane takes every lookup that arrived while the
+/// previous read ran and answers them all from one `SELECT` per kind of key on a reader
+/// connection. Each lookup's read starts after the lookup arrived, so it sees every write
+/// committed before it (a revocation is visible at once, as with a read of its own: token
+/// liveness is read from the database every time). What is saved is sqlx's hand-off to a
+/// reader connection's thread, and the pool checkout, per request (issue 7).
 ///
 /// A lookup that finds no other in flight reads directly, without the queue: with nothing to
 /// coalesce, the hop to a lane would only add latency (one client at a time).
@@ -97,14 +108,14 @@ impl TokenLookups {
         }
     }
 
-    async fn lookup(&self, hash: &TokenHash) -> Result<Option<TokenAndGrant>, StoreError> {
+    async fn lookup(&self, key: TokenKey) -> Result<Option<TokenAndGrant>, StoreError> {
         let (_counted, alone) = self.in_flight.enter();
         if alone {
-            return token_by_hash_in(&self.reader, hash).await;
+            return token_by_key_in(&self.reader, &key).await;
         }
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("the SQLite token reader has stopped".into());
-        self.sender.send((*hash, reply)).await.map_err(|_| gone())?;
+        self.sender.send((key, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -124,10 +135,10 @@ async fn lookup_lane(
         {
             return;
         }
-        match tokens_by_hashes(&reader, &batch).await {
+        match tokens_by_keys(&reader, &batch).await {
             Ok(found) => {
-                for (hash, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(found.get(&hash).cloned()));
+                for (key, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(found.get(&key).cloned()));
                 }
             }
             Err(e) => {
@@ -140,54 +151,96 @@ async fn lookup_lane(
     }
 }
 
-/// One read for a batch of lookups (a hash asked for twice in one batch is read once and
-/// answered to both).
-async fn tokens_by_hashes(
+/// The reads for a batch of lookups: one statement per kind of key (a key asked for twice in
+/// one batch is read once and answered to both).
+async fn tokens_by_keys(
     reader: &SqlitePool,
     batch: &[PendingLookup],
-) -> Result<HashMap<TokenHash, TokenAndGrant>, StoreError> {
+) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
     let mut found = HashMap::with_capacity(batch.len());
-    let mut hashes: Vec<&TokenHash> = batch.iter().map(|(h, _)| h).collect();
-    hashes.sort_unstable_by_key(|h| h.0);
-    hashes.dedup();
-    if let [hash] = hashes.as_slice() {
-        if let Some(hit) = token_by_hash_in(reader, hash).await? {
-            found.insert(**hash, hit);
+    if let [(key, _)] = batch {
+        if let Some(hit) = token_by_key_in(reader, key).await? {
+            found.insert(key.clone(), hit);
         }
         return Ok(found);
     }
-    let list: Vec<String> = hashes.iter().map(|h| hex::encode(h.0)).collect();
-    let sql = format!(
-        "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-         JOIN grants g ON g.id = t.grant_id \
-         WHERE t.hash IN (SELECT unhex(value) FROM json_each(?1))"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(serde_json::to_string(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .fetch_all(reader)
-        .await
-        .map_err(db_error)?;
-    for row in &rows {
-        let token = token_from_row(row)?;
-        let grant = grant_from_row(row)?;
-        found.insert(token.hash, (token, grant));
+    let mut hashes: Vec<String> = Vec::new();
+    let mut manage_ids: Vec<&str> = Vec::new();
+    for (key, _) in batch {
+        match key {
+            TokenKey::Hash(hash) => hashes.push(hex::encode(hash.0)),
+            TokenKey::ManageId(id) => manage_ids.push(id),
+        }
+    }
+    let by_hash = !hashes.is_empty();
+    let by_manage_id = !manage_ids.is_empty();
+    let queries = [
+        (
+            by_hash,
+            "t.hash",
+            "unhex(value)",
+            serde_json::to_string(&dedup(hashes)),
+        ),
+        (
+            by_manage_id,
+            "t.manage_id",
+            "value",
+            serde_json::to_string(&dedup(manage_ids)),
+        ),
+    ];
+    for (wanted, column, value, list) in queries {
+        if !wanted {
+            continue;
+        }
+        let list = list.map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id \
+             WHERE {column} IN (SELECT {value} FROM json_each(?1))"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(list)
+            .fetch_all(reader)
+            .await
+            .map_err(db_error)?;
+        for row in &rows {
+            let token = token_from_row(row)?;
+            let key = if column == "t.hash" {
+                TokenKey::Hash(token.hash)
+            } else {
+                TokenKey::ManageId(token.manage_id.clone())
+            };
+            found.insert(key, (token, grant_from_row(row)?));
+        }
     }
     Ok(found)
 }
 
-async fn token_by_hash_in(
+fn dedup<T: Ord>(mut list: Vec<T>) -> Vec<T> {
+    list.sort_unstable();
+    list.dedup();
+    list
+}
+
+/// One lookup read on its own.
+async fn token_by_key_in(
     reader: &SqlitePool,
-    hash: &TokenHash,
+    key: &TokenKey,
 ) -> Result<Option<TokenAndGrant>, StoreError> {
+    let column = match key {
+        TokenKey::Hash(_) => "hash",
+        TokenKey::ManageId(_) => "manage_id",
+    };
     let sql = format!(
         "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-         JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
+         JOIN grants g ON g.id = t.grant_id WHERE t.{column} = ?1"
     );
-    let row = sqlx::query(&sql)
-        .bind(hash.as_bytes())
-        .fetch_optional(reader)
-        .await
-        .map_err(db_error)?;
+    let query = sqlx::query(&sql);
+    let query = match key {
+        TokenKey::Hash(hash) => query.bind(hash.as_bytes()),
+        TokenKey::ManageId(id) => query.bind(id.as_str()),
+    };
+    let row = query.fetch_optional(reader).await.map_err(db_error)?;
     row.as_ref()
         .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
         .transpose()
@@ -239,7 +292,11 @@ impl SqliteStore {
             .max_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES),
+            )
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let report = {
@@ -256,9 +313,22 @@ impl SqliteStore {
                 .max_connections(8)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.read_only(true))
+                .connect_with(options.clone().read_only(true))
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?
+        };
+        let checkpointer = if in_memory {
+            None
+        } else {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| StoreError::Open(e.to_string()))?;
+            sqlite_checkpoint::start(pool.clone());
+            Some(pool)
         };
         let writes = WriteQueue::start(writer.clone());
         let lookups = TokenLookups::start(reader.clone());
@@ -266,6 +336,7 @@ impl SqliteStore {
             SqliteStore {
                 writer,
                 reader,
+                checkpointer,
                 writes,
                 lookups,
             },
@@ -534,25 +605,16 @@ impl Store for SqliteStore {
         &self,
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-             JOIN grants g ON g.id = t.grant_id WHERE t.manage_id = ?1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(manage_id)
-            .fetch_optional(&self.reader)
+        self.lookups
+            .lookup(TokenKey::ManageId(manage_id.to_string()))
             .await
-            .map_err(db_error)?;
-        row.as_ref()
-            .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-            .transpose()
     }
 
     async fn token_by_hash(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.lookups.lookup(hash).await
+        self.lookups.lookup(TokenKey::Hash(*hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
@@ -606,6 +668,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }
