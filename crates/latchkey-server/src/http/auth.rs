@@ -12,15 +12,10 @@ use crate::domain::clock::now_ms;
 use crate::domain::grant::ClientKeySource;
 use crate::token_format::TokenHash;
 
-/// The token presented as `Authorization: GNAP <value>`, hashed.
+/// The token presented as `Authorization: GNAP <value>`.
 ///
 /// RFC 9635 §7.2: "the client instance MUST present the access token using the GNAP
 /// authorization scheme".
-pub fn presented_token(req: &RawRequest) -> Result<TokenHash, GnapError> {
-    Ok(TokenHash::of(&presented_token_value(req)?))
-}
-
-/// The token presented as `Authorization: GNAP <value>`.
 pub fn presented_token_value(req: &RawRequest) -> Result<String, GnapError> {
     let value = req
         .headers
@@ -40,14 +35,16 @@ pub fn presented_token_value(req: &RawRequest) -> Result<String, GnapError> {
     Ok(token.to_string())
 }
 
-/// Checks that the presented token is `expected` (constant time).
+/// Checks that the presented token is `expected` (constant time) and returns the presented
+/// value (the continuation response echoes it back).
 pub fn require_bound_token(
     req: &RawRequest,
     expected: &TokenHash,
     what: &str,
-) -> Result<(), GnapError> {
-    if presented_token(req)?.ct_eq(expected) {
-        Ok(())
+) -> Result<String, GnapError> {
+    let presented = presented_token_value(req)?;
+    if TokenHash::of(&presented).ct_eq(expected) {
+        Ok(presented)
     } else {
         Err(GnapError::InvalidClient(format!(
             "the presented access token is not the {what} this URL names"

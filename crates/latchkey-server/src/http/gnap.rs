@@ -121,18 +121,21 @@ async fn grant_request(
     }))
 }
 
+/// The grant a continue URL names, once its continuation token and the client's signature
+/// check out; with the presented continuation token, which the client keeps using.
 async fn load_continued_grant(
     state: &AppState,
     id: &str,
     req: &RawRequest,
-) -> Result<crate::domain::grant::Grant, GnapError> {
+) -> Result<(crate::domain::grant::Grant, String), GnapError> {
     if !looks_like_id(id) {
         return Err(DomainError::UnknownGrant.into());
     }
     let grant = state.lifecycle.grant_by_continue_id(id).await?;
-    require_bound_token(req, &grant.continue_token_hash, "continuation token")?;
+    let continue_token =
+        require_bound_token(req, &grant.continue_token_hash, "continuation token")?;
     verify_signature(state, req, &grant.client).await?;
-    Ok(grant)
+    Ok((grant, continue_token))
 }
 
 /// `POST /continue/{id}`: RFC 9635 §5 continuation.
@@ -141,7 +144,7 @@ async fn continue_grant(
     Path(id): Path<String>,
     req: RawRequest,
 ) -> Result<Json<GrantResponse>, GnapError> {
-    let grant = load_continued_grant(&state, &id, &req).await?;
+    let (grant, continue_token) = load_continued_grant(&state, &id, &req).await?;
     let body: ContinueRequest = if req.body.is_empty() {
         ContinueRequest::default()
     } else {
@@ -152,7 +155,6 @@ async fn continue_grant(
         .continue_grant(&grant, body.interact_ref.as_deref())
         .await?;
     // The continuation token is unchanged; the client presented it, so echo it back.
-    let continue_token = super::auth::presented_token_value(&req)?;
     let (access_token, wait) = match outcome {
         ContinueOutcome::Pending { wait_secs } => (None, Some(wait_secs)),
         ContinueOutcome::Issued(record, value) => {
@@ -181,7 +183,7 @@ async fn cancel_grant(
     Path(id): Path<String>,
     req: RawRequest,
 ) -> Result<StatusCode, GnapError> {
-    let grant = load_continued_grant(&state, &id, &req).await?;
+    let (grant, _) = load_continued_grant(&state, &id, &req).await?;
     state.lifecycle.cancel_grant(&grant).await?;
     tracing::info!(grant = %grant.id, "grant cancelled");
     Ok(StatusCode::NO_CONTENT)
