@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::schema::run_migrations;
-use super::sqlite_group::{WriteDone, WriteOp, WriteQueue};
+use super::sqlite_group::SqliteGroupWriter;
 use super::{purge, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
@@ -30,7 +31,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// Group commit of the GNAP writes, on `writer`.
-    writes: WriteQueue,
+    writes: GroupQueue<WriteOp, WriteDone>,
     /// Coalesced introspection reads, on `reader`.
     lookups: TokenLookups,
 }
@@ -255,7 +256,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?
         };
-        let writes = WriteQueue::start(writer.clone());
+        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
         let lookups = TokenLookups::start(reader.clone());
         Ok((
             SqliteStore {
@@ -574,12 +575,7 @@ impl Store for SqliteStore {
                 now,
             })
             .await?;
-        match done {
-            WriteDone::Rotated(outcome) => Ok(outcome),
-            WriteDone::Done => Err(StoreError::Corrupt(
-                "the writer answered a rotation with no outcome".into(),
-            )),
-        }
+        done.rotated()
     }
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
