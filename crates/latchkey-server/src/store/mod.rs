@@ -6,8 +6,10 @@
 mod group;
 pub mod oauth;
 pub mod postgres;
+mod postgres_group;
 pub mod postgres_notify;
 pub mod postgres_oauth;
+mod postgres_oauth_group;
 pub mod purge;
 mod schema;
 pub mod sqlite;

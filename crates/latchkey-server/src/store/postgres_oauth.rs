@@ -12,10 +12,10 @@
 //! would come back to life when the client is enabled again.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
 
-use super::oauth::OAuthStore;
+use super::oauth::{OAuthStore, OAuthWrite};
 use super::postgres::{db_error, PostgresStore};
 use super::StoreError;
 use crate::domain::clock::Millis;
@@ -85,6 +85,64 @@ async fn revoke_all(
     .await
     .map_err(db_error)?
     .rows_affected())
+}
+
+/// [`OAuthStore::insert_token`] in a transaction of its own (a write replayed alone, or a
+/// group of one).
+pub(super) async fn insert_token_alone(
+    pool: &PgPool,
+    token: &OAuthTokenRecord,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // A locking read returns the newest committed version after any wait: a client
+    // disabled (or deleted) a moment ago is seen as such.
+    let enabled =
+        sqlx::query("SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL FOR SHARE")
+            .bind(&token.client_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .is_some();
+    if !enabled {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, \
+         revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token.hash.as_bytes())
+    .bind(&token.client_id)
+    .bind(token.scopes.join(" "))
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(true)
+}
+
+/// [`OAuthStore::revoke_token`] as a statement of its own.
+pub(super) async fn revoke_token_alone(
+    pool: &PgPool,
+    hash: &TokenHash,
+    client_id: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let revoked = sqlx::query(
+        "UPDATE oauth_tokens SET revoked_at = $3 \
+         WHERE hash = $1 AND client_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(hash.as_bytes())
+    .bind(client_id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    Ok(revoked == 1)
 }
 
 #[async_trait]
@@ -223,38 +281,10 @@ impl OAuthStore for PostgresStore {
     }
 
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool().begin().await.map_err(db_error)?;
-            // A locking read returns the newest committed version after any wait: a client
-            // disabled (or deleted) a moment ago is seen as such.
-            let enabled = sqlx::query(
-                "SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL FOR SHARE",
-            )
-            .bind(&token.client_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .is_some();
-            if !enabled {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, \
-                 revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(token.hash.as_bytes())
-            .bind(&token.client_id)
-            .bind(token.scopes.join(" "))
-            .bind(token.created_at)
-            .bind(token.expires_at)
-            .bind(token.revoked_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(true)
-        })
+        self.bounded(
+            self.oauth_writes()
+                .submit(OAuthWrite::Insert(token.clone())),
+        )
         .await
     }
 
@@ -285,20 +315,11 @@ impl OAuthStore for PostgresStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.bounded(async {
-            let revoked = sqlx::query(
-                "UPDATE oauth_tokens SET revoked_at = $3 \
-                 WHERE hash = $1 AND client_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(hash.as_bytes())
-            .bind(client_id)
-            .bind(now)
-            .execute(self.pool())
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            Ok(revoked == 1)
-        })
+        self.bounded(self.oauth_writes().submit(OAuthWrite::Revoke {
+            hash: *hash,
+            client_id: client_id.to_string(),
+            now,
+        }))
         .await
     }
 
