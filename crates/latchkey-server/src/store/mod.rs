@@ -3,6 +3,7 @@
 //!
 //! Storage sees token *hashes* only ([`TokenHash`]); generating values is the token format's job.
 
+mod coalesce;
 mod group;
 pub mod oauth;
 pub mod postgres;

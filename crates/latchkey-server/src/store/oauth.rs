@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
 
+use super::coalesce::{BatchRead, Coalesced};
 use super::group::{Failure, GroupQueue, GroupWriter};
-use super::sqlite::{InFlight, SqliteStore};
+use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -438,47 +438,34 @@ pub(super) fn outcomes(
 pub struct SqliteOAuthStore {
     db: SqliteStore,
     writes: GroupQueue<OAuthWrite, bool>,
-    lookups: mpsc::Sender<PendingLookup>,
-    /// Lookups under way: one that finds none other reads directly, without the queue.
-    lookups_in_flight: InFlight,
+    lookups: Coalesced<ClientReads>,
 }
 
-type PendingLookup = (
-    String,
-    oneshot::Sender<Result<Option<OAuthClient>, StoreError>>,
-);
+/// Client lookups, coalesced by [`Coalesced`] on the reader connections.
+struct ClientReads(SqliteStore);
 
-async fn coalesce_lookups(db: SqliteStore, mut queue: mpsc::Receiver<PendingLookup>) {
-    let mut batch: Vec<PendingLookup> = Vec::with_capacity(MAX_GROUP_COMMIT);
-    while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
-        match clients_by_ids(&db, &batch).await {
-            Ok(found) => {
-                for (id, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(found.get(&id).cloned()));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
+#[async_trait]
+impl BatchRead for ClientReads {
+    type Key = String;
+    type Value = OAuthClient;
+
+    async fn one(&self, id: &String) -> Result<Option<OAuthClient>, StoreError> {
+        self.0.client_by_id(id).await
+    }
+
+    async fn many(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
+        clients_by_ids(&self.0, ids).await
     }
 }
 
-/// One read for the clients of a batch of lookups, by id.
+/// One read for several distinct clients, by id.
 async fn clients_by_ids(
     db: &SqliteStore,
-    batch: &[PendingLookup],
+    ids: &[String],
 ) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
-    if let [(id, _)] = batch {
-        let client = db.client_by_id(id).await?;
-        return Ok(client.map(|c| (c.id.clone(), c)).into_iter().collect());
-    }
-    let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
     let sql = format!(
         "SELECT {CLIENT_COLUMNS} FROM oauth_clients c \
          WHERE c.id IN (SELECT value FROM json_each(?1))"
@@ -498,13 +485,16 @@ impl SqliteOAuthStore {
     /// when the store is dropped).
     pub fn new(db: SqliteStore) -> Self {
         let writes = GroupQueue::start(SqliteOAuthWriter(db.clone()), "OAuth token writer");
-        let (lookups, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
-        tokio::spawn(coalesce_lookups(db.clone(), queue));
+        let lookups = Coalesced::start(
+            ClientReads(db.clone()),
+            1,
+            MAX_GROUP_COMMIT,
+            "OAuth client reader",
+        );
         SqliteOAuthStore {
             db,
             writes,
             lookups,
-            lookups_in_flight: InFlight::default(),
         }
     }
 
@@ -624,17 +614,7 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.insert_client(client).await
     }
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        let (_counted, alone) = self.lookups_in_flight.enter();
-        if alone {
-            return self.db.client_by_id(id).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the OAuth client reader has stopped".into());
-        self.lookups
-            .send((id.to_string(), reply))
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.lookups.lookup(&id.to_string()).await
     }
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
         self.db.list_clients().await

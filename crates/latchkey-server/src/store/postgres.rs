@@ -35,12 +35,15 @@
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::coalesce::{BatchRead, Coalesced};
 use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::oauth::OAuthWrite;
 use super::postgres_group::PgGroupWriter;
+use super::postgres_oauth::PgClientReads;
 use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
 use super::{purge, PurgeOutcome, RotateOutcome, Store, StoreError};
@@ -94,6 +97,10 @@ pub struct PostgresStore {
     writes: GroupQueue<WriteOp, WriteDone>,
     /// Group commit of OAuth token inserts and revocations (`postgres_oauth_group.rs`).
     oauth_writes: GroupQueue<OAuthWrite, bool>,
+    /// Coalesced introspection reads.
+    lookups: Coalesced<PgTokenReads>,
+    /// Coalesced OAuth client reads (`postgres_oauth.rs`).
+    client_lookups: Coalesced<PgClientReads>,
 }
 
 /// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
@@ -155,11 +162,23 @@ impl PostgresStore {
             },
             "PostgreSQL OAuth writer",
         );
+        let lookups = Coalesced::start(
+            PgTokenReads {
+                pool: pool.clone(),
+                operation_timeout: settings.operation_timeout,
+            },
+            LOOKUP_LANES,
+            MAX_LOOKUP_BATCH,
+            "PostgreSQL token reader",
+        );
+        let client_lookups = PgClientReads::start(pool.clone(), settings.operation_timeout);
         let store = PostgresStore {
             pool,
             operation_timeout: settings.operation_timeout,
             writes,
             oauth_writes,
+            lookups,
+            client_lookups,
         };
         Ok((store, report))
     }
@@ -167,6 +186,11 @@ impl PostgresStore {
     /// The OAuth group-commit queue (`postgres_oauth.rs`).
     pub(super) fn oauth_writes(&self) -> &GroupQueue<OAuthWrite, bool> {
         &self.oauth_writes
+    }
+
+    /// The coalesced OAuth client reads (`postgres_oauth.rs`).
+    pub(super) fn client_lookups(&self) -> &Coalesced<PgClientReads> {
+        &self.client_lookups
     }
 
     /// The connection pool, for the janitor and the notification listener.
@@ -420,6 +444,75 @@ async fn lock_grant_of_token(
     .transpose()
 }
 
+type TokenAndGrant = (AccessTokenRecord, Grant);
+
+/// Most introspection lookups answered by one read.
+const MAX_LOOKUP_BATCH: usize = 128;
+/// Reads of coalesced lookups in flight at once (one gathers while the other reads).
+pub(super) const LOOKUP_LANES: usize = 2;
+
+/// Introspection reads, coalesced (never cached) by [`Coalesced`]; each read is bounded by the
+/// operation timeout, so a lane never waits for ever on a dead network.
+pub(super) struct PgTokenReads {
+    pool: PgPool,
+    operation_timeout: Duration,
+}
+
+#[async_trait]
+impl BatchRead for PgTokenReads {
+    type Key = TokenHash;
+    type Value = TokenAndGrant;
+
+    async fn one(&self, hash: &TokenHash) -> Result<Option<TokenAndGrant>, StoreError> {
+        within(self.operation_timeout, async {
+            // One statement, one snapshot: the token and its grant are read as of the same
+            // instant, so a committed cancel is seen either in both or (for the token row) not
+            // before the grant row. Any revoke acknowledged before this statement started is
+            // visible (fact 1).
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref()
+                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn many(
+        &self,
+        hashes: &[TokenHash],
+    ) -> Result<HashMap<TokenHash, TokenAndGrant>, StoreError> {
+        within(self.operation_timeout, async {
+            // The same single statement as `one`, for every hash of the batch: the same
+            // snapshot argument holds for each.
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = ANY($1)"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(hashes.iter().map(TokenHash::as_bytes).collect::<Vec<_>>())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let token = token_from_row(row)?;
+                let grant = grant_from_row(row)?;
+                found.insert(token.hash, (token, grant));
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
 /// [`Store::create_grant`] in a transaction of its own (a write replayed alone, or a group of one).
 pub(super) async fn create_grant_alone(
     pool: &PgPool,
@@ -608,24 +701,7 @@ impl Store for PostgresStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.bounded(async {
-            // One statement, one snapshot: the token and its grant are read as of the same instant,
-            // so a committed cancel is seen either in both or (for the token row) not before the
-            // grant row. Any revoke acknowledged before this statement started is visible (fact 1).
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
-            );
-            let row = sqlx::query(&sql)
-                .bind(hash.as_bytes())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-            row.as_ref()
-                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-                .transpose()
-        })
-        .await
+        self.bounded(self.lookups.lookup(hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {

@@ -11,10 +11,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
+use super::coalesce::{BatchRead, Coalesced};
 use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::schema::run_migrations;
 use super::sqlite_group::SqliteGroupWriter;
@@ -33,7 +32,7 @@ pub struct SqliteStore {
     /// Group commit of the GNAP writes, on `writer`.
     writes: GroupQueue<WriteOp, WriteDone>,
     /// Coalesced introspection reads, on `reader`.
-    lookups: TokenLookups,
+    lookups: Coalesced<TokenReads>,
 }
 
 /// Most introspection lookups answered by one read.
@@ -42,121 +41,35 @@ const MAX_LOOKUP_BATCH: usize = 128;
 const LOOKUP_LANES: usize = 2;
 
 type TokenAndGrant = (AccessTokenRecord, Grant);
-type PendingLookup = (
-    TokenHash,
-    oneshot::Sender<Result<Option<TokenAndGrant>, StoreError>>,
-);
 
-/// Introspection lookups, **coalesced, never cached**: a lane takes every lookup that arrived
-/// while the previous read ran and answers them all from one `SELECT` on a reader connection.
-/// Each lookup's read starts after the lookup arrived, so it sees every write committed before
-/// it (a revocation is visible at once, as with a read of its own: token liveness is read from
-/// the database every time). What is saved is sqlx's hand-off to a reader connection's thread,
-/// and the pool checkout, per request (issue 7).
-///
-/// A lookup that finds no other in flight reads directly, without the queue: with nothing to
-/// coalesce, the hop to a lane would only add latency (one client at a time).
-#[derive(Clone)]
-struct TokenLookups {
-    sender: mpsc::Sender<PendingLookup>,
-    reader: SqlitePool,
-    in_flight: Arc<InFlight>,
-}
+/// Introspection lookups, coalesced (never cached) by [`Coalesced`] on a reader connection
+/// (issue 7: saves sqlx's hand-off to a reader connection's thread, and the pool checkout, per
+/// request).
+struct TokenReads(SqlitePool);
 
-/// Counts lookups under way.
-#[derive(Default)]
-pub(super) struct InFlight(std::sync::atomic::AtomicUsize);
+#[async_trait]
+impl BatchRead for TokenReads {
+    type Key = TokenHash;
+    type Value = TokenAndGrant;
 
-/// One lookup under way; counted down when dropped (finished or cancelled).
-pub(super) struct InFlightGuard<'a>(&'a InFlight);
+    async fn one(&self, hash: &TokenHash) -> Result<Option<TokenAndGrant>, StoreError> {
+        token_by_hash_in(&self.0, hash).await
+    }
 
-impl InFlight {
-    /// Counts a lookup in; true when no other was under way.
-    pub(super) fn enter(&self) -> (InFlightGuard<'_>, bool) {
-        let before = self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        (InFlightGuard(self), before == 0)
+    async fn many(
+        &self,
+        hashes: &[TokenHash],
+    ) -> Result<HashMap<TokenHash, TokenAndGrant>, StoreError> {
+        tokens_by_hashes(&self.0, hashes).await
     }
 }
 
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-impl TokenLookups {
-    fn start(reader: SqlitePool) -> Self {
-        let (sender, receiver) = mpsc::channel(4 * MAX_LOOKUP_BATCH);
-        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        for _ in 0..LOOKUP_LANES {
-            tokio::spawn(lookup_lane(reader.clone(), receiver.clone()));
-        }
-        TokenLookups {
-            sender,
-            reader,
-            in_flight: Arc::default(),
-        }
-    }
-
-    async fn lookup(&self, hash: &TokenHash) -> Result<Option<TokenAndGrant>, StoreError> {
-        let (_counted, alone) = self.in_flight.enter();
-        if alone {
-            return token_by_hash_in(&self.reader, hash).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the SQLite token reader has stopped".into());
-        self.sender.send((*hash, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-async fn lookup_lane(
-    reader: SqlitePool,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingLookup>>>,
-) {
-    let mut batch: Vec<PendingLookup> = Vec::with_capacity(MAX_LOOKUP_BATCH);
-    loop {
-        if queue
-            .lock()
-            .await
-            .recv_many(&mut batch, MAX_LOOKUP_BATCH)
-            .await
-            == 0
-        {
-            return;
-        }
-        match tokens_by_hashes(&reader, &batch).await {
-            Ok(found) => {
-                for (hash, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(found.get(&hash).cloned()));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// One read for a batch of lookups (a hash asked for twice in one batch is read once and
-/// answered to both).
+/// One read for several distinct hashes.
 async fn tokens_by_hashes(
     reader: &SqlitePool,
-    batch: &[PendingLookup],
+    hashes: &[TokenHash],
 ) -> Result<HashMap<TokenHash, TokenAndGrant>, StoreError> {
-    let mut found = HashMap::with_capacity(batch.len());
-    let mut hashes: Vec<&TokenHash> = batch.iter().map(|(h, _)| h).collect();
-    hashes.sort_unstable_by_key(|h| h.0);
-    hashes.dedup();
-    if let [hash] = hashes.as_slice() {
-        if let Some(hit) = token_by_hash_in(reader, hash).await? {
-            found.insert(**hash, hit);
-        }
-        return Ok(found);
-    }
+    let mut found = HashMap::with_capacity(hashes.len());
     let list: Vec<String> = hashes.iter().map(|h| hex::encode(h.0)).collect();
     let sql = format!(
         "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
@@ -257,7 +170,12 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Open(e.to_string()))?
         };
         let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
-        let lookups = TokenLookups::start(reader.clone());
+        let lookups = Coalesced::start(
+            TokenReads(reader.clone()),
+            LOOKUP_LANES,
+            MAX_LOOKUP_BATCH,
+            "SQLite token reader",
+        );
         Ok((
             SqliteStore {
                 writer,
