@@ -29,8 +29,10 @@
 //! `synchronous_commit = on`), so an acknowledged revoke, rotate or cancel survives a crash.
 //!
 //! Connection failures (refused, reset, pool timeout, server shutting down) map to
-//! [`StoreError::Unavailable`], which the HTTP layer renders as a protocol-shaped 503. The pool
-//! tests each connection before use, so a node recovers by itself when the database returns.
+//! [`StoreError::Unavailable`], which the HTTP layer renders as a protocol-shaped 503. sqlx
+//! pings every connection when it goes back to the pool and drops one that fails, so a node
+//! recovers by itself when the database returns: a connection broken while idle in the pool
+//! fails the one call that uses it next (a 503), and is then dropped.
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -146,7 +148,9 @@ impl PostgresStore {
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
-            .test_before_acquire(true)
+            // No ping before each use: sqlx already pings on release, and a ping is one more
+            // round trip per statement (measured: introspection 13.1k -> 23.9k/s at 64 clients).
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         let writes = GroupQueue::start(
             PgGroupWriter {
