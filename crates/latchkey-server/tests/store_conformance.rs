@@ -1794,76 +1794,208 @@ conformance! {
     ],
 }
 
+/// Writes that arrive together share one group and runs of same-kind writes share a
+/// statement; each write must still get the outcome it would have had alone, in arrival
+/// order: one successor per old token, a rotation queued behind its grant's cancel finds
+/// the grant cancelled, a rotation of a successor made earlier in the group finds it.
+/// `gate` is polled (and so queued) first: a write that keeps the writer busy, so that the
+/// others gather behind it into one group.
+async fn one_group_keeps_each_outcome_in_order(
+    store: SharedStore,
+    gate: impl std::future::Future<Output = ()>,
+) {
+    let (g1, a) = issued(&store).await;
+    let (g2, c) = issued(&store).await;
+    let (g3, e) = issued(&store).await;
+    let (g4, f) = issued(&store).await;
+    let now = now_ms();
+    let (b1, b2, d, e2) = (
+        token_for(&g1, now),
+        token_for(&g1, now),
+        token_for(&g2, now),
+        token_for(&g3, now),
+    );
+    let b1_next = token_for(&g1, now);
+    let f2 = token_for(&g4, now);
+    let g5 = issued_grant(now);
+    let g5_token = token_for(&g5, now);
+    let (_, r1, r2, r3, _, r4, r5, _, _, _, _, r6) = tokio::join!(
+        gate,
+        store.rotate_token(&a.manage_id, &b1, now),
+        store.rotate_token(&a.manage_id, &b2, now),
+        store.rotate_token(&b1.manage_id, &b1_next, now),
+        store.cancel_grant(&g2.id, now),
+        store.rotate_token(&c.manage_id, &d, now),
+        store.rotate_token(&e.manage_id, &e2, now),
+        store.revoke_token(&f.manage_id, now),
+        store.revoke_token(&f.manage_id, now + 5),
+        store.cancel_grant(&g4.id, now + 7),
+        store.create_grant(&g5, Some(&g5_token)),
+        store.rotate_token(&f.manage_id, &f2, now),
+    );
+    assert_eq!(r1.expect("r1"), RotateOutcome::Rotated);
+    assert_eq!(
+        r2.expect("r2"),
+        RotateOutcome::NotLive,
+        "one successor per token"
+    );
+    assert_eq!(
+        r3.expect("r3"),
+        RotateOutcome::Rotated,
+        "a fresh successor rotates"
+    );
+    assert_eq!(
+        r4.expect("r4"),
+        RotateOutcome::NotLive,
+        "grant cancelled first"
+    );
+    assert_eq!(r5.expect("r5"), RotateOutcome::Rotated);
+    assert_eq!(r6.expect("r6"), RotateOutcome::NotLive);
+    assert!(lookup(&store, &b2.manage_id).await.is_none());
+    assert!(lookup(&store, &d.manage_id).await.is_none());
+    assert_eq!(stored(&store, &b1.manage_id).await.revoked_at, Some(now));
+    assert_eq!(stored(&store, &b1_next.manage_id).await.revoked_at, None);
+    assert_eq!(stored(&store, &f.manage_id).await.revoked_at, Some(now));
+    assert_eq!(stored(&store, &c.manage_id).await.revoked_at, Some(now));
+    assert_eq!(stored(&store, &g5_token.manage_id).await.revoked_at, None);
+    assert_eq!(stored(&store, &e2.manage_id).await.revoked_at, None);
+}
+
+/// A group with a write that fails (a grant whose id is taken, a successor of another grant)
+/// is replayed write by write: the bad writes get their errors, every other write its own
+/// outcome, as if each had been alone. Twice: a mixed group (one transaction) and a group of
+/// grant creations only (one statement). Only PostgreSQL refuses a successor of another grant
+/// (`cross_grant_refused`); SQLite takes the successor's grant as given.
+async fn one_failed_write_fails_alone(
+    store: SharedStore,
+    gate: impl std::future::Future<Output = ()>,
+    cross_grant_refused: bool,
+) {
+    let (g1, a) = issued(&store).await;
+    let (g2, c) = issued(&store).await;
+    let now = now_ms();
+    let b = token_for(&g1, now);
+    let wrong_grant = token_for(&g1, now);
+    let fresh = issued_grant(now);
+    let fresh_token = token_for(&fresh, now);
+    let (_, rotated, taken, cross, revoked, created) = tokio::join!(
+        gate,
+        store.rotate_token(&a.manage_id, &b, now),
+        store.create_grant(&g1, None),
+        store.rotate_token(&c.manage_id, &wrong_grant, now),
+        store.revoke_token(&b.manage_id, now + 1),
+        store.create_grant(&fresh, Some(&fresh_token)),
+    );
+    assert_eq!(rotated.expect("rotate"), RotateOutcome::Rotated);
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    if cross_grant_refused {
+        assert!(matches!(cross, Err(StoreError::Conflict(_))), "{cross:?}");
+        assert_eq!(stored(&store, &c.manage_id).await.revoked_at, None);
+        assert!(lookup(&store, &wrong_grant.manage_id).await.is_none());
+    } else {
+        cross.expect("cross-grant rotation");
+    }
+    revoked.expect("revoke");
+    created.expect("create");
+    assert_eq!(stored(&store, &b.manage_id).await.revoked_at, Some(now + 1));
+    assert_eq!(
+        stored(&store, &fresh_token.manage_id).await.revoked_at,
+        None
+    );
+    assert_eq!(lookup(&store, &a.manage_id).await.expect("a").1.id, g1.id);
+    assert_eq!(lookup(&store, &c.manage_id).await.expect("c").1.id, g2.id);
+
+    let (first, second) = (issued_grant(now), issued_grant(now));
+    let (ok1, dup, ok2) = tokio::join!(
+        store.create_grant(&first, None),
+        store.create_grant(&first, None),
+        store.create_grant(&second, None),
+    );
+    ok1.expect("first");
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    ok2.expect("second");
+}
+
 mod sqlite_only {
     use super::*;
 
-    /// Writes that arrive together share one group and runs of same-kind writes share a
-    /// statement; each write must still get the outcome it would have had alone, in arrival
-    /// order: one successor per old token, a rotation queued behind its grant's cancel finds
-    /// the grant cancelled, a rotation of a successor made earlier in the group finds it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_failed_write_fails_alone() {
+        let db = TestDb::sqlite().await;
+        let store = db.open().await;
+        super::one_failed_write_fails_alone(store, async {}, false).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn one_group_keeps_each_outcome_in_order() {
         let db = TestDb::sqlite().await;
         let store = db.open().await;
-        let (g1, a) = issued(&store).await;
-        let (g2, c) = issued(&store).await;
-        let (g3, e) = issued(&store).await;
-        let (g4, f) = issued(&store).await;
-        let now = now_ms();
-        let (b1, b2, d, e2) = (
-            token_for(&g1, now),
-            token_for(&g1, now),
-            token_for(&g2, now),
-            token_for(&g3, now),
-        );
-        let b1_next = token_for(&g1, now);
-        let f2 = token_for(&g4, now);
-        let g5 = issued_grant(now);
-        let g5_token = token_for(&g5, now);
-        let (r1, r2, r3, _, r4, r5, _, _, _, _, r6) = tokio::join!(
-            store.rotate_token(&a.manage_id, &b1, now),
-            store.rotate_token(&a.manage_id, &b2, now),
-            store.rotate_token(&b1.manage_id, &b1_next, now),
-            store.cancel_grant(&g2.id, now),
-            store.rotate_token(&c.manage_id, &d, now),
-            store.rotate_token(&e.manage_id, &e2, now),
-            store.revoke_token(&f.manage_id, now),
-            store.revoke_token(&f.manage_id, now + 5),
-            store.cancel_grant(&g4.id, now + 7),
-            store.create_grant(&g5, Some(&g5_token)),
-            store.rotate_token(&f.manage_id, &f2, now),
-        );
-        assert_eq!(r1.expect("r1"), RotateOutcome::Rotated);
-        assert_eq!(
-            r2.expect("r2"),
-            RotateOutcome::NotLive,
-            "one successor per token"
-        );
-        assert_eq!(
-            r3.expect("r3"),
-            RotateOutcome::Rotated,
-            "a fresh successor rotates"
-        );
-        assert_eq!(
-            r4.expect("r4"),
-            RotateOutcome::NotLive,
-            "grant cancelled first"
-        );
-        assert_eq!(r5.expect("r5"), RotateOutcome::Rotated);
-        assert_eq!(r6.expect("r6"), RotateOutcome::NotLive);
-        assert!(lookup(&store, &b2.manage_id).await.is_none());
-        assert!(lookup(&store, &d.manage_id).await.is_none());
-        assert_eq!(stored(&store, &b1.manage_id).await.revoked_at, Some(now));
-        assert_eq!(stored(&store, &b1_next.manage_id).await.revoked_at, None);
-        assert_eq!(stored(&store, &f.manage_id).await.revoked_at, Some(now));
-        assert_eq!(stored(&store, &c.manage_id).await.revoked_at, Some(now));
-        assert_eq!(stored(&store, &g5_token.manage_id).await.revoked_at, None);
-        assert_eq!(stored(&store, &e2.manage_id).await.revoked_at, None);
+        super::one_group_keeps_each_outcome_in_order(store, async {}).await;
     }
 }
 
 mod postgres_only {
     use super::*;
+
+    /// Keeps `store`'s writer busy until about 700 ms from now, so that writes queued meanwhile
+    /// gather into one group: another session holds a grant row, and the returned future (to
+    /// be polled before the writes) rotates a token of that grant, which waits for the row.
+    /// The returned handle finishes once the row is released.
+    async fn hold_the_writer(
+        db: &TestDb,
+        store: &SharedStore,
+    ) -> (
+        impl std::future::Future<Output = ()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (held, token) = issued(store).await;
+        let (locked, is_locked) = tokio::sync::oneshot::channel();
+        let (url, held_id) = (db.url().to_string(), held.id.clone());
+        let release = tokio::spawn(async move {
+            let mut other = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut tx = other.begin().await.expect("begin");
+            sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR UPDATE")
+                .bind(&held_id)
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            let _ = locked.send(());
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            tx.commit().await.expect("release");
+            let _ = other.close().await;
+        });
+        is_locked.await.expect("locked");
+        let successor = token_for(&held, now_ms());
+        let store = store.clone();
+        let gate = async move {
+            let rotated = store
+                .rotate_token(&token.manage_id, &successor, now_ms())
+                .await
+                .expect("gate");
+            assert_eq!(rotated, RotateOutcome::Rotated);
+        };
+        (gate, release)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_group_keeps_each_outcome_in_order() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let (gate, release) = hold_the_writer(&db, &store).await;
+        super::one_group_keeps_each_outcome_in_order(store.clone(), gate).await;
+        release.await.expect("released");
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_failed_write_fails_alone() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let (gate, release) = hold_the_writer(&db, &store).await;
+        super::one_failed_write_fails_alone(store.clone(), gate, true).await;
+        release.await.expect("released");
+        store.close().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_opens_migrate_once() {

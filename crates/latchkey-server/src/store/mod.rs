@@ -3,10 +3,14 @@
 //!
 //! Storage sees token *hashes* only ([`TokenHash`]); generating values is the token format's job.
 
+mod coalesce;
+mod group;
 pub mod oauth;
 pub mod postgres;
+mod postgres_group;
 pub mod postgres_notify;
 pub mod postgres_oauth;
+mod postgres_oauth_group;
 pub mod purge;
 mod schema;
 pub mod sqlite;

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{InFlight, SqliteStore};
+use super::coalesce::{BatchRead, Coalesced};
+use super::group::{Failure, GroupQueue, GroupWriter};
+use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -359,8 +360,9 @@ impl OAuthStore for SqliteStore {
 /// Most OAuth writes committed together by [`SqliteOAuthStore`].
 pub const MAX_GROUP_COMMIT: usize = 256;
 
-/// One queued OAuth write.
-enum OAuthWrite {
+/// One queued OAuth write (for the SQLite and PostgreSQL group commits).
+#[derive(Debug)]
+pub(super) enum OAuthWrite {
     /// [`OAuthStore::insert_token`].
     Insert(OAuthTokenRecord),
     /// [`OAuthStore::revoke_token`].
@@ -372,12 +374,44 @@ enum OAuthWrite {
 }
 
 impl OAuthWrite {
-    fn is_insert(&self) -> bool {
+    /// Inserts and revocations make separate runs.
+    pub(super) fn is_insert(&self) -> bool {
         matches!(self, OAuthWrite::Insert(_))
     }
 }
 
-type PendingWrite = (OAuthWrite, oneshot::Sender<Result<bool, StoreError>>);
+/// For each write of a run of revocations, whether it is the first revocation of its (token,
+/// client) pair. Only that one can revoke it (a later one finds it revoked, or fails the same
+/// way), so the others stay out of the statement and the stored `revoked_at` is the first
+/// one's, as one by one.
+pub(super) fn first_revocations(run: &[OAuthWrite]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::new();
+    run.iter()
+        .map(|write| match write {
+            OAuthWrite::Revoke {
+                hash, client_id, ..
+            } => seen.insert((*hash, client_id.as_str())),
+            OAuthWrite::Insert(_) => true,
+        })
+        .collect()
+}
+
+/// The outcome of each write of a run, given the (token, client) pairs its statement inserted
+/// or revoked. A pair goes to the first write that names it: when two revocations of one token
+/// share a run, the first revoked it and the second found it revoked, as one by one.
+pub(super) fn outcomes(
+    run: &[OAuthWrite],
+    mut affected: std::collections::HashSet<(TokenHash, String)>,
+) -> Vec<bool> {
+    run.iter()
+        .map(|write| match write {
+            OAuthWrite::Insert(t) => affected.remove(&(t.hash, t.client_id.clone())),
+            OAuthWrite::Revoke {
+                hash, client_id, ..
+            } => affected.remove(&(*hash, client_id.clone())),
+        })
+        .collect()
+}
 
 /// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus **group
 /// commit** of the two OAuth hot-path writes, token inserts (`client_credentials`) and
@@ -403,48 +437,35 @@ type PendingWrite = (OAuthWrite, oneshot::Sender<Result<bool, StoreError>>);
 /// connection's thread per request.
 pub struct SqliteOAuthStore {
     db: SqliteStore,
-    writes: mpsc::Sender<PendingWrite>,
-    lookups: mpsc::Sender<PendingLookup>,
-    /// Lookups under way: one that finds none other reads directly, without the queue.
-    lookups_in_flight: InFlight,
+    writes: GroupQueue<OAuthWrite, bool>,
+    lookups: Coalesced<ClientReads>,
 }
 
-type PendingLookup = (
-    String,
-    oneshot::Sender<Result<Option<OAuthClient>, StoreError>>,
-);
+/// Client lookups, coalesced by [`Coalesced`] on the reader connections.
+struct ClientReads(SqliteStore);
 
-async fn coalesce_lookups(db: SqliteStore, mut queue: mpsc::Receiver<PendingLookup>) {
-    let mut batch: Vec<PendingLookup> = Vec::with_capacity(MAX_GROUP_COMMIT);
-    while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
-        match clients_by_ids(&db, &batch).await {
-            Ok(found) => {
-                for (id, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(found.get(&id).cloned()));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
+#[async_trait]
+impl BatchRead for ClientReads {
+    type Key = String;
+    type Value = OAuthClient;
+
+    async fn one(&self, id: &String) -> Result<Option<OAuthClient>, StoreError> {
+        self.0.client_by_id(id).await
+    }
+
+    async fn many(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
+        clients_by_ids(&self.0, ids).await
     }
 }
 
-/// One read for the clients of a batch of lookups, by id.
+/// One read for several distinct clients, by id.
 async fn clients_by_ids(
     db: &SqliteStore,
-    batch: &[PendingLookup],
+    ids: &[String],
 ) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
-    if let [(id, _)] = batch {
-        let client = db.client_by_id(id).await?;
-        return Ok(client.map(|c| (c.id.clone(), c)).into_iter().collect());
-    }
-    let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
     let sql = format!(
         "SELECT {CLIENT_COLUMNS} FROM oauth_clients c \
          WHERE c.id IN (SELECT value FROM json_each(?1))"
@@ -463,56 +484,61 @@ impl SqliteOAuthStore {
     /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
     /// when the store is dropped).
     pub fn new(db: SqliteStore) -> Self {
-        let (writes, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
-        tokio::spawn(group_commit(db.clone(), queue));
-        let (lookups, queue) = mpsc::channel(4 * MAX_GROUP_COMMIT);
-        tokio::spawn(coalesce_lookups(db.clone(), queue));
+        let writes = GroupQueue::start(SqliteOAuthWriter(db.clone()), "OAuth token writer");
+        let lookups = Coalesced::start(
+            ClientReads(db.clone()),
+            1,
+            MAX_GROUP_COMMIT,
+            "OAuth client reader",
+        );
         SqliteOAuthStore {
             db,
             writes,
             lookups,
-            lookups_in_flight: InFlight::default(),
         }
     }
 
     async fn submit(&self, write: OAuthWrite) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the OAuth token writer has stopped".into());
-        self.writes.send((write, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.writes.submit(write).await
     }
 }
 
-async fn group_commit(db: SqliteStore, mut queue: mpsc::Receiver<PendingWrite>) {
-    let mut batch: Vec<PendingWrite> = Vec::with_capacity(MAX_GROUP_COMMIT);
-    while queue.recv_many(&mut batch, MAX_GROUP_COMMIT).await > 0 {
-        let outcomes = match write_group(&db, &batch).await {
-            Ok(done) => done.into_iter().map(Ok).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, writes = batch.len(), "oauth group commit failed; replaying each write alone");
-                // Replay one by one, each in its own transaction: one bad write (or a failure
-                // of the group statement) must not fail or change the others.
-                let mut each = Vec::with_capacity(batch.len());
-                for (write, _) in &batch {
-                    each.push(write_one(&db, write).await);
-                }
-                each
-            }
-        };
-        for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-            let _ = reply.send(outcome);
+/// The SQLite side of the OAuth group commit, on the writer connection.
+struct SqliteOAuthWriter(SqliteStore);
+
+#[async_trait]
+impl GroupWriter for SqliteOAuthWriter {
+    type Op = OAuthWrite;
+    type Done = bool;
+
+    /// One statement per run of same-kind writes, in one transaction when there is more than
+    /// one run (a single statement is its own transaction). Any failure (of a write, or of the
+    /// group statement) replays each write alone: one bad write must not fail the others.
+    async fn together(&self, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failure> {
+        write_group(&self.0, ops).await.map_err(|e| {
+            tracing::warn!(error = %e, writes = ops.len(), "oauth group commit failed; replaying each write alone");
+            Failure::Write
+        })
+    }
+
+    async fn alone(&self, write: &OAuthWrite) -> Result<bool, StoreError> {
+        let db = &self.0;
+        match write {
+            OAuthWrite::Insert(token) => insert_token_in(db.writer(), token).await,
+            OAuthWrite::Revoke {
+                hash,
+                client_id,
+                now,
+            } => revoke_token_in(db.writer(), hash, client_id, *now).await,
         }
     }
 }
 
-/// Applies a group: one statement per run of same-kind writes, in one transaction when there
-/// is more than one run (a single statement is its own transaction).
-async fn write_group(db: &SqliteStore, batch: &[PendingWrite]) -> Result<Vec<bool>, StoreError> {
-    let writes: Vec<&OAuthWrite> = batch.iter().map(|(w, _)| w).collect();
-    let runs: Vec<&[&OAuthWrite]> = writes
+async fn write_group(db: &SqliteStore, ops: &[OAuthWrite]) -> Result<Vec<bool>, StoreError> {
+    let runs: Vec<&[OAuthWrite]> = ops
         .chunk_by(|a, b| a.is_insert() == b.is_insert())
         .collect();
-    let mut done = Vec::with_capacity(writes.len());
+    let mut done = Vec::with_capacity(ops.len());
     if let [run] = runs.as_slice() {
         let mut conn = db.writer().acquire().await.map_err(db_error)?;
         done.extend(write_run(&mut conn, run).await?);
@@ -526,36 +552,16 @@ async fn write_group(db: &SqliteStore, batch: &[PendingWrite]) -> Result<Vec<boo
     Ok(done)
 }
 
-async fn write_one(db: &SqliteStore, write: &OAuthWrite) -> Result<bool, StoreError> {
-    match write {
-        OAuthWrite::Insert(token) => insert_token_in(db.writer(), token).await,
-        OAuthWrite::Revoke {
-            hash,
-            client_id,
-            now,
-        } => revoke_token_in(db.writer(), hash, client_id, *now).await,
-    }
-}
-
 /// One statement for a run of inserts (or of revocations): the rows go in as one JSON array
 /// (`json_each`), the affected rows come back with `RETURNING`.
 async fn write_run(
     conn: &mut sqlx::SqliteConnection,
-    run: &[&OAuthWrite],
+    run: &[OAuthWrite],
 ) -> Result<Vec<bool>, StoreError> {
     let mut rows = Vec::with_capacity(run.len());
-    let mut seen = std::collections::HashSet::new();
-    for write in run {
-        if let OAuthWrite::Revoke {
-            hash, client_id, ..
-        } = write
-        {
-            // Only the first revocation of a (token, client) pair can revoke it (a later one
-            // finds it revoked, or fails the same way): the others stay out of the statement,
-            // so the stored `revoked_at` is the first one's, as one by one.
-            if !seen.insert((*hash, client_id.as_str())) {
-                continue;
-            }
+    for (write, first) in run.iter().zip(first_revocations(run)) {
+        if !first {
+            continue;
         }
         rows.push(match write {
             OAuthWrite::Insert(t) => serde_json::json!([
@@ -599,18 +605,7 @@ async fn write_run(
         let client_id: String = row.try_get("client_id").map_err(corrupt)?;
         affected.insert((hash, client_id));
     }
-    // A pair comes back at most once and goes to the first write that names it: when two
-    // revocations of one token share a group, the first revoked it and the second found it
-    // revoked, as they would have one by one.
-    Ok(run
-        .iter()
-        .map(|write| match write {
-            OAuthWrite::Insert(t) => affected.remove(&(t.hash, t.client_id.clone())),
-            OAuthWrite::Revoke {
-                hash, client_id, ..
-            } => affected.remove(&(*hash, client_id.clone())),
-        })
-        .collect())
+    Ok(outcomes(run, affected))
 }
 
 #[async_trait]
@@ -619,17 +614,7 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.insert_client(client).await
     }
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        let (_counted, alone) = self.lookups_in_flight.enter();
-        if alone {
-            return self.db.client_by_id(id).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the OAuth client reader has stopped".into());
-        self.lookups
-            .send((id.to_string(), reply))
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.lookups.lookup(&id.to_string()).await
     }
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
         self.db.list_clients().await

@@ -18,19 +18,35 @@
 //! - Lock order is always grant row, then token rows; a single-token revoke locks one token row
 //!   only. No cycle, so no deadlock between these operations.
 //!
+//! The hot-path writes (GNAP grant creation, rotation, revocation, cancel; OAuth token inserts
+//! and revocations) go through a per-node group commit: one transaction for all the writes that
+//! arrived during the previous one, a statement per run of same-kind writes. How the rules
+//! above still hold for groups, between nodes, is written in `postgres_group.rs` and
+//! `postgres_oauth_group.rs`; the single-write code below (`*_alone`) is what a group of one,
+//! or a write of a failed group, runs.
+//!
 //! Durability: PostgreSQL acknowledges a `COMMIT` only once its WAL is flushed (with the default
 //! `synchronous_commit = on`), so an acknowledged revoke, rotate or cancel survives a crash.
 //!
 //! Connection failures (refused, reset, pool timeout, server shutting down) map to
-//! [`StoreError::Unavailable`], which the HTTP layer renders as a protocol-shaped 503. The pool
-//! tests each connection before use, so a node recovers by itself when the database returns.
+//! [`StoreError::Unavailable`], which the HTTP layer renders as a protocol-shaped 503. sqlx
+//! pings every connection when it goes back to the pool and drops one that fails, so a node
+//! recovers by itself when the database returns: a connection broken while idle in the pool
+//! fails the one call that uses it next (a 503), and is then dropped.
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::coalesce::{BatchRead, Coalesced};
+use super::group::{GroupQueue, WriteDone, WriteOp};
+use super::oauth::OAuthWrite;
+use super::postgres_group::PgGroupWriter;
+use super::postgres_oauth::PgClientReads;
+use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
 use super::{purge, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
@@ -79,6 +95,14 @@ impl Default for PgSettings {
 pub struct PostgresStore {
     pool: PgPool,
     operation_timeout: Duration,
+    /// Group commit of the GNAP hot-path writes (`postgres_group.rs`).
+    writes: GroupQueue<WriteOp, WriteDone>,
+    /// Group commit of OAuth token inserts and revocations (`postgres_oauth_group.rs`).
+    oauth_writes: GroupQueue<OAuthWrite, bool>,
+    /// Coalesced introspection reads.
+    lookups: Coalesced<PgTokenReads>,
+    /// Coalesced OAuth client reads (`postgres_oauth.rs`).
+    client_lookups: Coalesced<PgClientReads>,
 }
 
 /// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
@@ -124,13 +148,53 @@ impl PostgresStore {
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
-            .test_before_acquire(true)
+            // No ping before each use: sqlx already pings on release, and a ping is one more
+            // round trip per statement (measured: introspection 13.1k -> 23.9k/s at 64 clients).
+            .test_before_acquire(false)
             .connect_lazy_with(options);
+        let writes = GroupQueue::start(
+            PgGroupWriter {
+                pool: pool.clone(),
+                operation_timeout: settings.operation_timeout,
+            },
+            "PostgreSQL GNAP writer",
+        );
+        let oauth_writes = GroupQueue::start(
+            PgOAuthGroupWriter {
+                pool: pool.clone(),
+                operation_timeout: settings.operation_timeout,
+            },
+            "PostgreSQL OAuth writer",
+        );
+        let lookups = Coalesced::start(
+            PgTokenReads {
+                pool: pool.clone(),
+                operation_timeout: settings.operation_timeout,
+            },
+            LOOKUP_LANES,
+            MAX_LOOKUP_BATCH,
+            "PostgreSQL token reader",
+        );
+        let client_lookups = PgClientReads::start(pool.clone(), settings.operation_timeout);
         let store = PostgresStore {
             pool,
             operation_timeout: settings.operation_timeout,
+            writes,
+            oauth_writes,
+            lookups,
+            client_lookups,
         };
         Ok((store, report))
+    }
+
+    /// The OAuth group-commit queue (`postgres_oauth.rs`).
+    pub(super) fn oauth_writes(&self) -> &GroupQueue<OAuthWrite, bool> {
+        &self.oauth_writes
+    }
+
+    /// The coalesced OAuth client reads (`postgres_oauth.rs`).
+    pub(super) fn client_lookups(&self) -> &Coalesced<PgClientReads> {
+        &self.client_lookups
     }
 
     /// The connection pool, for the janitor and the notification listener.
@@ -177,15 +241,21 @@ impl PostgresStore {
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.operation_timeout, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "the database did not answer within {:?}",
-                    self.operation_timeout
-                )))
-            })
+        within(self.operation_timeout, call).await
     }
+}
+
+/// Runs `call` for at most `limit`; past it, the call is dropped and the answer is
+/// [`StoreError::Unavailable`] (see [`PostgresStore::bounded`]).
+pub(crate) async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "the database did not answer within {limit:?}"
+        )))
+    })
 }
 
 /// Maps a sqlx error. Anything that says "the database could not be reached or is shedding
@@ -228,7 +298,9 @@ const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id 
     i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
     i.created_at AS i_created_at, i.expires_at AS i_expires_at";
 
-fn client_to_columns(client: &ClientKeySource) -> Result<(&'static str, String), StoreError> {
+pub(super) fn client_to_columns(
+    client: &ClientKeySource,
+) -> Result<(&'static str, String), StoreError> {
     Ok(match client {
         ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
         ClientKeySource::Jwk(jwk) => (
@@ -376,6 +448,210 @@ async fn lock_grant_of_token(
     .transpose()
 }
 
+type TokenAndGrant = (AccessTokenRecord, Grant);
+
+/// Most introspection lookups answered by one read.
+const MAX_LOOKUP_BATCH: usize = 128;
+/// Reads of coalesced lookups in flight at once (one gathers while the other reads).
+pub(super) const LOOKUP_LANES: usize = 2;
+
+/// Introspection reads, coalesced (never cached) by [`Coalesced`]; each read is bounded by the
+/// operation timeout, so a lane never waits for ever on a dead network.
+pub(super) struct PgTokenReads {
+    pool: PgPool,
+    operation_timeout: Duration,
+}
+
+#[async_trait]
+impl BatchRead for PgTokenReads {
+    type Key = TokenHash;
+    type Value = TokenAndGrant;
+
+    async fn one(&self, hash: &TokenHash) -> Result<Option<TokenAndGrant>, StoreError> {
+        within(self.operation_timeout, async {
+            // One statement, one snapshot: the token and its grant are read as of the same
+            // instant, so a committed cancel is seen either in both or (for the token row) not
+            // before the grant row. Any revoke acknowledged before this statement started is
+            // visible (fact 1).
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref()
+                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn many(
+        &self,
+        hashes: &[TokenHash],
+    ) -> Result<HashMap<TokenHash, TokenAndGrant>, StoreError> {
+        within(self.operation_timeout, async {
+            // The same single statement as `one`, for every hash of the batch: the same
+            // snapshot argument holds for each.
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = ANY($1)"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(hashes.iter().map(TokenHash::as_bytes).collect::<Vec<_>>())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let token = token_from_row(row)?;
+                let grant = grant_from_row(row)?;
+                found.insert(token.hash, (token, grant));
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+/// [`Store::create_grant`] in a transaction of its own (a write replayed alone, or a group of one).
+pub(super) async fn create_grant_alone(
+    pool: &PgPool,
+    grant: &Grant,
+    token: Option<&AccessTokenRecord>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    insert_grant(&mut tx, grant).await?;
+    if let Some(token) = token {
+        insert_token(&mut tx, token).await?;
+    }
+    tx.commit().await.map_err(db_error)
+}
+
+/// [`Store::revoke_token`] in a transaction of its own.
+pub(super) async fn revoke_token_alone(
+    pool: &PgPool,
+    manage_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    // One conditional update, its own transaction. Racing a rotation of the same token, the
+    // two meet on the token row lock: if the revoke wins, the rotation's own conditional
+    // kill re-checks `revoked_at IS NULL`, fails, and the rotation answers NotLive; if the
+    // rotation wins, this update finds the row revoked and does nothing (the successor is a
+    // different token with its own manage URL). Idempotent either way.
+    sqlx::query(
+        "UPDATE access_tokens SET revoked_at = $2 \
+         WHERE manage_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(manage_id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// [`Store::rotate_token`] in a transaction of its own.
+pub(super) async fn rotate_token_alone(
+    pool: &PgPool,
+    old_manage_id: &str,
+    successor: &AccessTokenRecord,
+    now: Millis,
+) -> Result<RotateOutcome, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // Step 1: lock the grant row. This is what makes "cancel racing rotate leaves no live
+    // token" hold. Without it, a rotation could check the grant (not cancelled), then a
+    // cancel's token sweep could start (its snapshot predates our successor, so it cannot
+    // see it), then we insert and commit the successor: a live token on a cancelled grant.
+    // With it, cancel and rotation of one grant are strictly ordered:
+    // - cancel first: we wait here, then read state = 'revoked' and answer NotLive;
+    // - rotation first: cancel's `UPDATE grants` waits for our commit, and its token sweep,
+    //   a later statement with a fresh snapshot (fact 1), sees and revokes the successor.
+    let Some((grant_id, state)) = lock_grant_of_token(&mut tx, old_manage_id).await? else {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(RotateOutcome::NotLive);
+    };
+    let grant_live = matches!(GrantState::parse(&state), Some(s) if !s.is_revoked());
+    if !grant_live {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(RotateOutcome::NotLive);
+    }
+    if grant_id != successor.grant_id {
+        tx.rollback().await.map_err(db_error)?;
+        return Err(StoreError::Conflict(
+            "a successor token must belong to the grant of the token it replaces".into(),
+        ));
+    }
+    // Step 2: kill the old token, only if it is still unrevoked. Concurrent rotations of
+    // the same token already queue on the grant lock; this condition alone would also be
+    // enough for them (fact 2: the loser re-checks `revoked_at IS NULL` and changes
+    // nothing), and it is what stops a rotation racing a plain revoke, which does not lock
+    // the grant.
+    let killed = sqlx::query(
+        "UPDATE access_tokens SET revoked_at = $2, rotated_to = $3 \
+         WHERE manage_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(old_manage_id)
+    .bind(now)
+    .bind(&successor.manage_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if killed != 1 {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(RotateOutcome::NotLive);
+    }
+    // Step 3: the successor, in the same transaction: both changes or neither.
+    insert_token(&mut tx, successor).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(RotateOutcome::Rotated)
+}
+
+/// [`Store::cancel_grant`] in a transaction of its own.
+pub(super) async fn cancel_grant_alone(
+    pool: &PgPool,
+    grant_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // Lock the grant row first, whatever its state, so that a rotation in flight finishes
+    // (or has not started) before the sweep below takes its snapshot. A plain conditional
+    // UPDATE would skip the lock when the grant is already revoked; an already-cancelled
+    // grant can gain no token (rotation refuses it), so that would be harmless, but locking
+    // unconditionally keeps the argument simple.
+    sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(grant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    sqlx::query(
+        "UPDATE grants SET state = 'revoked', finalized_at = $2 \
+         WHERE id = $1 AND state <> 'revoked'",
+    )
+    .bind(grant_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    // A new statement, so a fresh snapshot: it sees every token committed before we took
+    // the grant lock, including a successor inserted by a rotation that held the lock
+    // before us.
+    sqlx::query(
+        "UPDATE access_tokens SET revoked_at = $2 \
+         WHERE grant_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(grant_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn create_grant(
@@ -383,15 +659,12 @@ impl Store for PostgresStore {
         grant: &Grant,
         token: Option<&AccessTokenRecord>,
     ) -> Result<(), StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            insert_grant(&mut tx, grant).await?;
-            if let Some(token) = token {
-                insert_token(&mut tx, token).await?;
-            }
-            tx.commit().await.map_err(db_error)
-        })
-        .await
+        self.bounded(self.writes.submit(WriteOp::CreateGrant {
+            grant: Box::new(grant.clone()),
+            token: token.cloned(),
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
@@ -432,45 +705,16 @@ impl Store for PostgresStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.bounded(async {
-            // One statement, one snapshot: the token and its grant are read as of the same instant,
-            // so a committed cancel is seen either in both or (for the token row) not before the
-            // grant row. Any revoke acknowledged before this statement started is visible (fact 1).
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-                 JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1"
-            );
-            let row = sqlx::query(&sql)
-                .bind(hash.as_bytes())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-            row.as_ref()
-                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-                .transpose()
-        })
-        .await
+        self.bounded(self.lookups.lookup(hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
-        self.bounded(async {
-            // One conditional update, its own transaction. Racing a rotation of the same token, the
-            // two meet on the token row lock: if the revoke wins, the rotation's own conditional
-            // kill re-checks `revoked_at IS NULL`, fails, and the rotation answers NotLive; if the
-            // rotation wins, this update finds the row revoked and does nothing (the successor is a
-            // different token with its own manage URL). Idempotent either way.
-            sqlx::query(
-                "UPDATE access_tokens SET revoked_at = $2 \
-                 WHERE manage_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(manage_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-            Ok(())
-        })
-        .await
+        self.bounded(self.writes.submit(WriteOp::Revoke {
+            manage_id: manage_id.to_string(),
+            now,
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn rotate_token(
@@ -479,96 +723,22 @@ impl Store for PostgresStore {
         successor: &AccessTokenRecord,
         now: Millis,
     ) -> Result<RotateOutcome, StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            // Step 1: lock the grant row. This is what makes "cancel racing rotate leaves no live
-            // token" hold. Without it, a rotation could check the grant (not cancelled), then a
-            // cancel's token sweep could start (its snapshot predates our successor, so it cannot
-            // see it), then we insert and commit the successor: a live token on a cancelled grant.
-            // With it, cancel and rotation of one grant are strictly ordered:
-            // - cancel first: we wait here, then read state = 'revoked' and answer NotLive;
-            // - rotation first: cancel's `UPDATE grants` waits for our commit, and its token sweep,
-            //   a later statement with a fresh snapshot (fact 1), sees and revokes the successor.
-            let Some((grant_id, state)) = lock_grant_of_token(&mut tx, old_manage_id).await? else {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(RotateOutcome::NotLive);
-            };
-            let grant_live = matches!(GrantState::parse(&state), Some(s) if !s.is_revoked());
-            if !grant_live {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(RotateOutcome::NotLive);
-            }
-            if grant_id != successor.grant_id {
-                tx.rollback().await.map_err(db_error)?;
-                return Err(StoreError::Conflict(
-                    "a successor token must belong to the grant of the token it replaces".into(),
-                ));
-            }
-            // Step 2: kill the old token, only if it is still unrevoked. Concurrent rotations of
-            // the same token already queue on the grant lock; this condition alone would also be
-            // enough for them (fact 2: the loser re-checks `revoked_at IS NULL` and changes
-            // nothing), and it is what stops a rotation racing a plain revoke, which does not lock
-            // the grant.
-            let killed = sqlx::query(
-                "UPDATE access_tokens SET revoked_at = $2, rotated_to = $3 \
-                 WHERE manage_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(old_manage_id)
-            .bind(now)
-            .bind(&successor.manage_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            if killed != 1 {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(RotateOutcome::NotLive);
-            }
-            // Step 3: the successor, in the same transaction: both changes or neither.
-            insert_token(&mut tx, successor).await?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(RotateOutcome::Rotated)
-        })
-        .await
+        self.bounded(self.writes.submit(WriteOp::Rotate {
+            old_manage_id: old_manage_id.to_string(),
+            successor: successor.clone(),
+            now,
+        }))
+        .await?
+        .rotated()
     }
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            // Lock the grant row first, whatever its state, so that a rotation in flight finishes
-            // (or has not started) before the sweep below takes its snapshot. A plain conditional
-            // UPDATE would skip the lock when the grant is already revoked; an already-cancelled
-            // grant can gain no token (rotation refuses it), so that would be harmless, but locking
-            // unconditionally keeps the argument simple.
-            sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            sqlx::query(
-                "UPDATE grants SET state = 'revoked', finalized_at = $2 \
-                 WHERE id = $1 AND state <> 'revoked'",
-            )
-            .bind(grant_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            // A new statement, so a fresh snapshot: it sees every token committed before we took
-            // the grant lock, including a successor inserted by a rotation that held the lock
-            // before us.
-            sqlx::query(
-                "UPDATE access_tokens SET revoked_at = $2 \
-                 WHERE grant_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(grant_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)
-        })
-        .await
+        self.bounded(self.writes.submit(WriteOp::Cancel {
+            grant_id: grant_id.to_string(),
+            now,
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

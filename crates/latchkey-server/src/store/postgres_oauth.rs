@@ -12,11 +12,14 @@
 //! would come back to life when the client is enabled again.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use super::oauth::OAuthStore;
-use super::postgres::{db_error, PostgresStore};
+use super::coalesce::{BatchRead, Coalesced};
+use super::oauth::{OAuthStore, OAuthWrite};
+use super::postgres::{db_error, within, PostgresStore, LOOKUP_LANES};
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -87,6 +90,124 @@ async fn revoke_all(
     .rows_affected())
 }
 
+/// [`OAuthStore::insert_token`] in a transaction of its own (a write replayed alone, or a
+/// group of one).
+pub(super) async fn insert_token_alone(
+    pool: &PgPool,
+    token: &OAuthTokenRecord,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // A locking read returns the newest committed version after any wait: a client
+    // disabled (or deleted) a moment ago is seen as such.
+    let enabled =
+        sqlx::query("SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL FOR SHARE")
+            .bind(&token.client_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .is_some();
+    if !enabled {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, \
+         revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token.hash.as_bytes())
+    .bind(&token.client_id)
+    .bind(token.scopes.join(" "))
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(true)
+}
+
+/// [`OAuthStore::revoke_token`] as a statement of its own.
+pub(super) async fn revoke_token_alone(
+    pool: &PgPool,
+    hash: &TokenHash,
+    client_id: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let revoked = sqlx::query(
+        "UPDATE oauth_tokens SET revoked_at = $3 \
+         WHERE hash = $1 AND client_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(hash.as_bytes())
+    .bind(client_id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    Ok(revoked == 1)
+}
+
+/// Client lookups (every OAuth request authenticates its client), coalesced (never cached)
+/// by [`Coalesced`]: a lookup's read starts after it arrived, so a client disabled or a secret
+/// rotated before it is seen at once. Each read is bounded by the operation timeout.
+pub(super) struct PgClientReads {
+    pool: PgPool,
+    operation_timeout: Duration,
+}
+
+impl PgClientReads {
+    /// Starts the lookup lanes on `pool`.
+    pub(super) fn start(pool: PgPool, operation_timeout: Duration) -> Coalesced<PgClientReads> {
+        Coalesced::start(
+            PgClientReads {
+                pool,
+                operation_timeout,
+            },
+            LOOKUP_LANES,
+            MAX_CLIENT_BATCH,
+            "PostgreSQL OAuth client reader",
+        )
+    }
+}
+
+/// Most client lookups answered by one read.
+const MAX_CLIENT_BATCH: usize = 128;
+
+#[async_trait]
+impl BatchRead for PgClientReads {
+    type Key = String;
+    type Value = OAuthClient;
+
+    async fn one(&self, id: &String) -> Result<Option<OAuthClient>, StoreError> {
+        within(self.operation_timeout, async {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = $1");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(client_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn many(&self, ids: &[String]) -> Result<HashMap<String, OAuthClient>, StoreError> {
+        within(self.operation_timeout, async {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = ANY($1)");
+            let rows = sqlx::query(&sql)
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            rows.iter()
+                .map(|row| client_from_row(row).map(|c| (c.id.clone(), c)))
+                .collect()
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl OAuthStore for PostgresStore {
     async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
@@ -111,16 +232,8 @@ impl OAuthStore for PostgresStore {
     }
 
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.bounded(async {
-            let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = $1");
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error)?;
-            row.as_ref().map(client_from_row).transpose()
-        })
-        .await
+        self.bounded(self.client_lookups().lookup(&id.to_string()))
+            .await
     }
 
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
@@ -223,38 +336,10 @@ impl OAuthStore for PostgresStore {
     }
 
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool().begin().await.map_err(db_error)?;
-            // A locking read returns the newest committed version after any wait: a client
-            // disabled (or deleted) a moment ago is seen as such.
-            let enabled = sqlx::query(
-                "SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL FOR SHARE",
-            )
-            .bind(&token.client_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .is_some();
-            if !enabled {
-                tx.rollback().await.map_err(db_error)?;
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, \
-                 revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(token.hash.as_bytes())
-            .bind(&token.client_id)
-            .bind(token.scopes.join(" "))
-            .bind(token.created_at)
-            .bind(token.expires_at)
-            .bind(token.revoked_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(true)
-        })
+        self.bounded(
+            self.oauth_writes()
+                .submit(OAuthWrite::Insert(token.clone())),
+        )
         .await
     }
 
@@ -285,20 +370,11 @@ impl OAuthStore for PostgresStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.bounded(async {
-            let revoked = sqlx::query(
-                "UPDATE oauth_tokens SET revoked_at = $3 \
-                 WHERE hash = $1 AND client_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(hash.as_bytes())
-            .bind(client_id)
-            .bind(now)
-            .execute(self.pool())
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-            Ok(revoked == 1)
-        })
+        self.bounded(self.oauth_writes().submit(OAuthWrite::Revoke {
+            hash: *hash,
+            client_id: client_id.to_string(),
+            now,
+        }))
         .await
     }
 

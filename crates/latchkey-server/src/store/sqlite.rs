@@ -11,13 +11,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
+use super::coalesce::{BatchRead, Coalesced};
+use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::schema::run_migrations;
 use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
-use super::sqlite_group::{WriteDone, WriteOp, WriteQueue};
+use super::sqlite_group::SqliteGroupWriter;
 use super::{purge, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
@@ -33,21 +33,17 @@ pub struct SqliteStore {
     /// Background WAL checkpoints ([`super::sqlite_checkpoint`]); none for `:memory:`.
     checkpointer: Option<SqlitePool>,
     /// Group commit of the GNAP writes, on `writer`.
-    writes: WriteQueue,
+    writes: GroupQueue<WriteOp, WriteDone>,
     /// Coalesced introspection reads, on `reader`.
-    lookups: TokenLookups,
+    lookups: Coalesced<TokenReads>,
 }
 
-/// Most introspection lookups answered by one read.
+/// Most token lookups answered by one read.
 const MAX_LOOKUP_BATCH: usize = 128;
 /// Reads of coalesced lookups in flight at once (one gathers while the other reads).
 const LOOKUP_LANES: usize = 2;
 
 type TokenAndGrant = (AccessTokenRecord, Grant);
-type PendingLookup = (
-    TokenKey,
-    oneshot::Sender<Result<Option<TokenAndGrant>, StoreError>>,
-);
 
 /// How a token is looked up: by the hash of its value (introspection) or by its manage id
 /// (rotation and revocation read the token their URL names before writing).
@@ -57,116 +53,38 @@ enum TokenKey {
     ManageId(String),
 }
 
-/// Token lookups, **coalesced, never cached**: a lane takes every lookup that arrived while the
-/// previous read ran and answers them all from one `SELECT` per kind of key on a reader
-/// connection. Each lookup's read starts after the lookup arrived, so it sees every write
-/// committed before it (a revocation is visible at once, as with a read of its own: token
-/// liveness is read from the database every time). What is saved is sqlx's hand-off to a
-/// reader connection's thread, and the pool checkout, per request (issue 7).
-///
-/// A lookup that finds no other in flight reads directly, without the queue: with nothing to
-/// coalesce, the hop to a lane would only add latency (one client at a time).
-#[derive(Clone)]
-struct TokenLookups {
-    sender: mpsc::Sender<PendingLookup>,
-    reader: SqlitePool,
-    in_flight: Arc<InFlight>,
-}
+/// Token lookups, coalesced (never cached) by [`Coalesced`] on a reader connection (issue 7:
+/// saves sqlx's hand-off to a reader connection's thread, and the pool checkout, per request).
+/// Lookups by hash and by manage id share the lanes; a batch holding both is read with one
+/// statement per kind of key.
+struct TokenReads(SqlitePool);
 
-/// Counts lookups under way.
-#[derive(Default)]
-pub(super) struct InFlight(std::sync::atomic::AtomicUsize);
+#[async_trait]
+impl BatchRead for TokenReads {
+    type Key = TokenKey;
+    type Value = TokenAndGrant;
 
-/// One lookup under way; counted down when dropped (finished or cancelled).
-pub(super) struct InFlightGuard<'a>(&'a InFlight);
+    async fn one(&self, key: &TokenKey) -> Result<Option<TokenAndGrant>, StoreError> {
+        token_by_key_in(&self.0, key).await
+    }
 
-impl InFlight {
-    /// Counts a lookup in; true when no other was under way.
-    pub(super) fn enter(&self) -> (InFlightGuard<'_>, bool) {
-        let before = self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        (InFlightGuard(self), before == 0)
+    async fn many(
+        &self,
+        keys: &[TokenKey],
+    ) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
+        tokens_by_keys(&self.0, keys).await
     }
 }
 
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-impl TokenLookups {
-    fn start(reader: SqlitePool) -> Self {
-        let (sender, receiver) = mpsc::channel(4 * MAX_LOOKUP_BATCH);
-        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        for _ in 0..LOOKUP_LANES {
-            tokio::spawn(lookup_lane(reader.clone(), receiver.clone()));
-        }
-        TokenLookups {
-            sender,
-            reader,
-            in_flight: Arc::default(),
-        }
-    }
-
-    async fn lookup(&self, key: TokenKey) -> Result<Option<TokenAndGrant>, StoreError> {
-        let (_counted, alone) = self.in_flight.enter();
-        if alone {
-            return token_by_key_in(&self.reader, &key).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the SQLite token reader has stopped".into());
-        self.sender.send((key, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-async fn lookup_lane(
-    reader: SqlitePool,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingLookup>>>,
-) {
-    let mut batch: Vec<PendingLookup> = Vec::with_capacity(MAX_LOOKUP_BATCH);
-    loop {
-        if queue
-            .lock()
-            .await
-            .recv_many(&mut batch, MAX_LOOKUP_BATCH)
-            .await
-            == 0
-        {
-            return;
-        }
-        match tokens_by_keys(&reader, &batch).await {
-            Ok(found) => {
-                for (key, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(found.get(&key).cloned()));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// The reads for a batch of lookups: one statement per kind of key (a key asked for twice in
-/// one batch is read once and answered to both).
+/// One read per kind of key for several distinct keys.
 async fn tokens_by_keys(
     reader: &SqlitePool,
-    batch: &[PendingLookup],
+    keys: &[TokenKey],
 ) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
-    let mut found = HashMap::with_capacity(batch.len());
-    if let [(key, _)] = batch {
-        if let Some(hit) = token_by_key_in(reader, key).await? {
-            found.insert(key.clone(), hit);
-        }
-        return Ok(found);
-    }
+    let mut found = HashMap::with_capacity(keys.len());
     let mut hashes: Vec<String> = Vec::new();
     let mut manage_ids: Vec<&str> = Vec::new();
-    for (key, _) in batch {
+    for key in keys {
         match key {
             TokenKey::Hash(hash) => hashes.push(hex::encode(hash.0)),
             TokenKey::ManageId(id) => manage_ids.push(id),
@@ -179,13 +97,13 @@ async fn tokens_by_keys(
             by_hash,
             "t.hash",
             "unhex(value)",
-            serde_json::to_string(&dedup(hashes)),
+            serde_json::to_string(&hashes),
         ),
         (
             by_manage_id,
             "t.manage_id",
             "value",
-            serde_json::to_string(&dedup(manage_ids)),
+            serde_json::to_string(&manage_ids),
         ),
     ];
     for (wanted, column, value, list) in queries {
@@ -214,12 +132,6 @@ async fn tokens_by_keys(
         }
     }
     Ok(found)
-}
-
-fn dedup<T: Ord>(mut list: Vec<T>) -> Vec<T> {
-    list.sort_unstable();
-    list.dedup();
-    list
 }
 
 /// One lookup read on its own.
@@ -330,8 +242,13 @@ impl SqliteStore {
             sqlite_checkpoint::start(pool.clone());
             Some(pool)
         };
-        let writes = WriteQueue::start(writer.clone());
-        let lookups = TokenLookups::start(reader.clone());
+        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
+        let lookups = Coalesced::start(
+            TokenReads(reader.clone()),
+            LOOKUP_LANES,
+            MAX_LOOKUP_BATCH,
+            "SQLite token reader",
+        );
         Ok((
             SqliteStore {
                 writer,
@@ -606,7 +523,7 @@ impl Store for SqliteStore {
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
         self.lookups
-            .lookup(TokenKey::ManageId(manage_id.to_string()))
+            .lookup(&TokenKey::ManageId(manage_id.to_string()))
             .await
     }
 
@@ -614,7 +531,7 @@ impl Store for SqliteStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.lookups.lookup(TokenKey::Hash(*hash)).await
+        self.lookups.lookup(&TokenKey::Hash(*hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
@@ -641,12 +558,7 @@ impl Store for SqliteStore {
                 now,
             })
             .await?;
-        match done {
-            WriteDone::Rotated(outcome) => Ok(outcome),
-            WriteDone::Done => Err(StoreError::Corrupt(
-                "the writer answered a rotation with no outcome".into(),
-            )),
-        }
+        done.rotated()
     }
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {

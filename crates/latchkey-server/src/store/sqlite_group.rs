@@ -3,7 +3,7 @@
 //! SQLite has one writer, and with `synchronous=FULL` every commit waits for an fsync of the
 //! WAL: one write transaction per request caps the server at one request per fsync, whatever
 //! the CPU could do. Here every write goes through one queue; a task takes all the writes that
-//! arrived while the previous commit was under way (up to [`MAX_GROUP`]) and applies them in
+//! arrived while the previous commit was under way (up to [`super::group::MAX_GROUP`]) and applies them in
 //! one transaction, so one fsync serves the whole group.
 //!
 //! Durability is unchanged: each caller is answered only after the commit that holds its write
@@ -23,127 +23,45 @@
 
 use std::collections::HashSet;
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
 
+use super::group::{
+    first_of_each, mixed_run, runs, target, Failure, GroupWriter, WriteDone, WriteOp,
+};
 use super::sqlite::{
     cancel_grant_in, client_to_columns, create_grant_in, db_error, revoke_token_in, rotate_token_in,
 };
 use super::{RotateOutcome, StoreError};
-use crate::domain::clock::Millis;
-use crate::domain::grant::Grant;
 use crate::domain::token::AccessTokenRecord;
 
-/// Most writes committed together.
-pub const MAX_GROUP: usize = 256;
+/// The SQLite side of the GNAP group commit, on the writer connection.
+pub(super) struct SqliteGroupWriter(pub(super) SqlitePool);
 
-/// One GNAP write, as [`super::Store`] describes it.
-#[derive(Debug)]
-pub(super) enum WriteOp {
-    /// [`super::Store::create_grant`].
-    CreateGrant {
-        /// Boxed: a grant is several times the size of the other writes.
-        grant: Box<Grant>,
-        token: Option<AccessTokenRecord>,
-    },
-    /// [`super::Store::revoke_token`].
-    Revoke { manage_id: String, now: Millis },
-    /// [`super::Store::rotate_token`].
-    Rotate {
-        old_manage_id: String,
-        successor: AccessTokenRecord,
-        now: Millis,
-    },
-    /// [`super::Store::cancel_grant`].
-    Cancel { grant_id: String, now: Millis },
-}
+#[async_trait]
+impl GroupWriter for SqliteGroupWriter {
+    type Op = WriteOp;
+    type Done = WriteDone;
 
-/// What a write reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WriteDone {
-    /// Create, revoke, cancel.
-    Done,
-    /// Rotate.
-    Rotated(RotateOutcome),
-}
-
-type Pending = (WriteOp, oneshot::Sender<Result<WriteDone, StoreError>>);
-
-/// The queue in front of the writer connection; cheap to clone.
-#[derive(Clone, Debug)]
-pub(super) struct WriteQueue {
-    sender: mpsc::Sender<Pending>,
-}
-
-impl WriteQueue {
-    /// Starts the committing task on `writer` (needs a Tokio runtime). The task ends when the
-    /// last queue handle is dropped.
-    pub(super) fn start(writer: SqlitePool) -> Self {
-        let (sender, receiver) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run(writer, receiver));
-        WriteQueue { sender }
+    async fn together(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
+        together(&self.0, ops).await
     }
 
-    /// Queues `op` and waits until the transaction holding it has committed.
-    pub(super) async fn submit(&self, op: WriteOp) -> Result<WriteDone, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the SQLite writer has stopped".into());
-        self.sender.send((op, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+    async fn alone(&self, op: &WriteOp) -> Result<WriteDone, StoreError> {
+        alone(&self.0, op).await
     }
 }
 
-async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        if batch.len() > 1 {
-            match together(&writer, &batch).await {
-                Ok(results) => {
-                    for ((_, reply), result) in batch.drain(..).zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                    continue;
-                }
-                Err(Failure::Commit(e)) => {
-                    let message = e.to_string();
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                    }
-                    continue;
-                }
-                // Replay each write alone below.
-                Err(Failure::Write) => {}
-            }
-        }
-        for (op, reply) in batch.drain(..) {
-            let _ = reply.send(alone(&writer, &op).await);
-        }
-    }
-}
-
-/// Why a group did not commit.
-enum Failure {
-    /// One write failed; the group was rolled back and each write must be replayed alone.
-    Write,
-    /// The transaction could not begin or commit: every write of the group failed.
-    Commit(StoreError),
-}
-
-async fn together(writer: &SqlitePool, batch: &[Pending]) -> Result<Vec<WriteDone>, Failure> {
+async fn together(writer: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
     let mut tx = writer
         .begin()
         .await
         .map_err(|e| Failure::Commit(db_error(e)))?;
-    let mut results = Vec::with_capacity(batch.len());
-    let mut start = 0;
-    while start < batch.len() {
-        let end = run_end(batch, start);
-        match apply_run(&mut tx, &batch[start..end]).await {
-            Ok(done) => {
-                results.extend(done);
-                start = end;
-            }
+    let mut results = Vec::with_capacity(ops.len());
+    for run in runs(ops) {
+        match apply_run(&mut tx, &ops[run]).await {
+            Ok(done) => results.extend(done),
             Err(_) => {
                 tx.rollback()
                     .await
@@ -197,39 +115,6 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<WriteDone, S
     }
 }
 
-/// Which kind of write `op` is; a run is a sequence of writes of one kind.
-fn kind(op: &WriteOp) -> u8 {
-    match op {
-        WriteOp::CreateGrant { .. } => 0,
-        WriteOp::Revoke { .. } => 1,
-        WriteOp::Rotate { .. } => 2,
-        WriteOp::Cancel { .. } => 3,
-    }
-}
-
-/// End (exclusive) of the run that starts at `start`.
-fn run_end(batch: &[Pending], start: usize) -> usize {
-    let first = kind(&batch[start].0);
-    // Successors created by the run's rotations: rotating one of them must see it inserted.
-    let mut successors: HashSet<&str> = HashSet::new();
-    let mut end = start;
-    while end < batch.len() && kind(&batch[end].0) == first {
-        if let WriteOp::Rotate {
-            old_manage_id,
-            successor,
-            ..
-        } = &batch[end].0
-        {
-            if successors.contains(old_manage_id.as_str()) {
-                break;
-            }
-            successors.insert(successor.manage_id.as_str());
-        }
-        end += 1;
-    }
-    end
-}
-
 fn json_rows(rows: Vec<serde_json::Value>) -> String {
     serde_json::Value::Array(rows).to_string()
 }
@@ -265,15 +150,15 @@ async fn insert_tokens(
     Ok(())
 }
 
-/// Applies a run of same-kind writes (see [`run_end`]); one result per write, in order.
+/// Applies a run of same-kind writes (see [`runs`]); one result per write, in order.
 async fn apply_run(
     conn: &mut SqliteConnection,
-    run: &[Pending],
+    run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     if run.len() == 1 {
-        return Ok(vec![apply(conn, &run[0].0).await?]);
+        return Ok(vec![apply(conn, &run[0]).await?]);
     }
-    match &run[0].0 {
+    match &run[0] {
         WriteOp::CreateGrant { .. } => create_grants(conn, run).await,
         WriteOp::Revoke { .. } => revoke_tokens(conn, run).await,
         WriteOp::Rotate { .. } => rotate_tokens(conn, run).await,
@@ -283,13 +168,13 @@ async fn apply_run(
 
 async fn create_grants(
     conn: &mut SqliteConnection,
-    run: &[Pending],
+    run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     let mut grants = Vec::with_capacity(run.len());
     let mut tokens = Vec::with_capacity(run.len());
-    for (op, _) in run {
+    for op in run {
         let WriteOp::CreateGrant { grant, token } = op else {
-            return Err(StoreError::Corrupt("mixed run of writes".into()));
+            return Err(mixed_run());
         };
         let (client_kind, client_value) = client_to_columns(&grant.client)?;
         let access =
@@ -327,16 +212,16 @@ async fn create_grants(
 
 async fn revoke_tokens(
     conn: &mut SqliteConnection,
-    run: &[Pending],
+    run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // First revocation of a token wins (it sets `revoked_at`); later ones change nothing.
-    let mut seen = HashSet::new();
+    let first = first_of_each(run.iter().map(target));
     let mut rows = Vec::with_capacity(run.len());
-    for (op, _) in run {
+    for (op, first) in run.iter().zip(first) {
         let WriteOp::Revoke { manage_id, now } = op else {
-            return Err(StoreError::Corrupt("mixed run of writes".into()));
+            return Err(mixed_run());
         };
-        if seen.insert(manage_id.as_str()) {
+        if first {
             rows.push(serde_json::json!([manage_id, now]));
         }
     }
@@ -353,24 +238,22 @@ async fn revoke_tokens(
 
 async fn rotate_tokens(
     conn: &mut SqliteConnection,
-    run: &[Pending],
+    run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
-    let mut first_of: HashSet<&str> = HashSet::new();
-    let mut sent = vec![false; run.len()];
+    let sent = first_of_each(run.iter().map(target));
     let mut rows = Vec::with_capacity(run.len());
-    for (i, (op, _)) in run.iter().enumerate() {
+    for (op, first) in run.iter().zip(&sent) {
         let WriteOp::Rotate {
             old_manage_id,
             successor,
             now,
         } = op
         else {
-            return Err(StoreError::Corrupt("mixed run of writes".into()));
+            return Err(mixed_run());
         };
-        if first_of.insert(old_manage_id.as_str()) {
-            sent[i] = true;
+        if *first {
             rows.push(serde_json::json!([old_manage_id, now, successor.manage_id]));
         }
     }
@@ -393,14 +276,14 @@ async fn rotate_tokens(
     .map_err(db_error)?;
     let mut results = Vec::with_capacity(run.len());
     let mut successors = Vec::with_capacity(killed.len());
-    for (i, (op, _)) in run.iter().enumerate() {
+    for (i, op) in run.iter().enumerate() {
         let WriteOp::Rotate {
             old_manage_id,
             successor,
             ..
         } = op
         else {
-            return Err(StoreError::Corrupt("mixed run of writes".into()));
+            return Err(mixed_run());
         };
         if sent[i] && killed.contains(old_manage_id) {
             successors.push(token_row(successor));
@@ -415,16 +298,16 @@ async fn rotate_tokens(
 
 async fn cancel_grants(
     conn: &mut SqliteConnection,
-    run: &[Pending],
+    run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
-    let mut seen = HashSet::new();
+    let first = first_of_each(run.iter().map(target));
     let mut rows = Vec::with_capacity(run.len());
-    for (op, _) in run {
+    for (op, first) in run.iter().zip(first) {
         let WriteOp::Cancel { grant_id, now } = op else {
-            return Err(StoreError::Corrupt("mixed run of writes".into()));
+            return Err(mixed_run());
         };
-        if seen.insert(grant_id.as_str()) {
+        if first {
             rows.push(serde_json::json!([grant_id, now]));
         }
     }

@@ -1,0 +1,248 @@
+//! Group commit, whatever the database: one queue of writes, one task that takes every write
+//! that arrived while the previous group was being committed (up to [`MAX_GROUP`]) and hands
+//! them to a [`GroupWriter`], which applies them in one transaction.
+//!
+//! The rules every writer keeps (the SQLite and PostgreSQL ones say how, beside their code):
+//!
+//! - Each caller is answered only after the commit that holds its write returned: nothing is
+//!   acknowledged that was not committed, so durability is that of a write of its own.
+//! - The writes of a group take effect in arrival order, each with the outcome it would have
+//!   had alone (a rotation queued behind a cancel of its grant finds the grant cancelled).
+//! - If one write of a group fails ([`Failure::Write`]: a uniqueness conflict, a deadlock, ...)
+//!   the group is rolled back and each write replayed in its own transaction, so one bad write
+//!   never fails or changes another's outcome. If the transaction itself cannot begin or commit
+//!   ([`Failure::Commit`]), every caller of the group gets that error.
+//!
+//! The GNAP writes ([`WriteOp`]) are applied as *runs*: consecutive writes of one kind, each run
+//! sent as one statement over an array of rows (see [`runs`]).
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{RotateOutcome, StoreError};
+use crate::domain::clock::Millis;
+use crate::domain::grant::Grant;
+use crate::domain::token::AccessTokenRecord;
+
+/// Most writes committed together.
+pub const MAX_GROUP: usize = 256;
+
+/// One GNAP write, as [`super::Store`] describes it.
+#[derive(Debug)]
+pub(super) enum WriteOp {
+    /// [`super::Store::create_grant`].
+    CreateGrant {
+        /// Boxed: a grant is several times the size of the other writes.
+        grant: Box<Grant>,
+        token: Option<AccessTokenRecord>,
+    },
+    /// [`super::Store::revoke_token`].
+    Revoke { manage_id: String, now: Millis },
+    /// [`super::Store::rotate_token`].
+    Rotate {
+        old_manage_id: String,
+        successor: AccessTokenRecord,
+        now: Millis,
+    },
+    /// [`super::Store::cancel_grant`].
+    Cancel { grant_id: String, now: Millis },
+}
+
+/// What a GNAP write reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteDone {
+    /// Create, revoke, cancel.
+    Done,
+    /// Rotate.
+    Rotated(RotateOutcome),
+}
+
+impl WriteDone {
+    /// The outcome of a rotation; an error if the writer answered something else.
+    pub(super) fn rotated(self) -> Result<RotateOutcome, StoreError> {
+        match self {
+            WriteDone::Rotated(outcome) => Ok(outcome),
+            WriteDone::Done => Err(StoreError::Corrupt(
+                "the writer answered a rotation with no outcome".into(),
+            )),
+        }
+    }
+}
+
+/// Why a group did not commit.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// One write failed; the group was rolled back and each write must be replayed alone.
+    Write,
+    /// The transaction could not begin or commit (or the connection was lost): every write of
+    /// the group failed with this error.
+    Commit(StoreError),
+}
+
+/// Applies writes for a [`GroupQueue`].
+#[async_trait]
+pub(super) trait GroupWriter: Send + Sync + 'static {
+    /// One queued write.
+    type Op: Send + Sync + 'static;
+    /// What a write reports.
+    type Done: Send + 'static;
+
+    /// Applies `ops` (more than one) in one transaction, in order; one result per write.
+    async fn together(&self, ops: &[Self::Op]) -> Result<Vec<Self::Done>, Failure>;
+
+    /// Applies one write in a transaction of its own.
+    async fn alone(&self, op: &Self::Op) -> Result<Self::Done, StoreError>;
+}
+
+type Reply<D> = oneshot::Sender<Result<D, StoreError>>;
+
+/// The queue in front of a [`GroupWriter`]; cheap to clone.
+pub(super) struct GroupQueue<O, D> {
+    sender: mpsc::Sender<(O, Reply<D>)>,
+    /// Named in errors: which writer stopped.
+    name: &'static str,
+}
+
+impl<O, D> Clone for GroupQueue<O, D> {
+    fn clone(&self) -> Self {
+        GroupQueue {
+            sender: self.sender.clone(),
+            name: self.name,
+        }
+    }
+}
+
+impl<O, D> std::fmt::Debug for GroupQueue<O, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupQueue")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<O: Send + Sync + 'static, D: Send + 'static> GroupQueue<O, D> {
+    /// Starts the committing task (needs a Tokio runtime). The task ends when the last queue
+    /// handle is dropped.
+    pub(super) fn start<W: GroupWriter<Op = O, Done = D>>(writer: W, name: &'static str) -> Self {
+        let (sender, receiver) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run(writer, receiver));
+        GroupQueue { sender, name }
+    }
+
+    /// Queues `op` and waits until the transaction holding it has committed.
+    pub(super) async fn submit(&self, op: O) -> Result<D, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable(format!("the {} has stopped", self.name));
+        self.sender.send((op, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run<W: GroupWriter>(writer: W, mut queue: mpsc::Receiver<(W::Op, Reply<W::Done>)>) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut batch, MAX_GROUP).await > 0 {
+        // A caller that gave up (its deadline passed, or its request was dropped) was
+        // acknowledged nothing: its write is not applied.
+        batch.retain(|(_, reply): &(W::Op, Reply<W::Done>)| !reply.is_closed());
+        let (ops, replies): (Vec<W::Op>, Vec<Reply<W::Done>>) = batch.drain(..).unzip();
+        if ops.len() > 1 {
+            match writer.together(&ops).await {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                    continue;
+                }
+                Err(Failure::Commit(e)) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                    }
+                    continue;
+                }
+                // Replay each write alone below.
+                Err(Failure::Write) => {}
+            }
+        }
+        for (op, reply) in ops.iter().zip(replies) {
+            if !reply.is_closed() {
+                let _ = reply.send(writer.alone(op).await);
+            }
+        }
+    }
+}
+
+/// Which kind of write `op` is; a run is a sequence of writes of one kind.
+fn kind(op: &WriteOp) -> u8 {
+    match op {
+        WriteOp::CreateGrant { .. } => 0,
+        WriteOp::Revoke { .. } => 1,
+        WriteOp::Rotate { .. } => 2,
+        WriteOp::Cancel { .. } => 3,
+    }
+}
+
+/// End (exclusive) of the run that starts at `start`.
+fn run_end(ops: &[WriteOp], start: usize) -> usize {
+    let first = kind(&ops[start]);
+    // Successors created by the run's rotations: rotating one of them must see it inserted.
+    let mut successors: HashSet<&str> = HashSet::new();
+    let mut end = start;
+    while end < ops.len() && kind(&ops[end]) == first {
+        if let WriteOp::Rotate {
+            old_manage_id,
+            successor,
+            ..
+        } = &ops[end]
+        {
+            if successors.contains(old_manage_id.as_str()) {
+                break;
+            }
+            successors.insert(successor.manage_id.as_str());
+        }
+        end += 1;
+    }
+    end
+}
+
+/// The runs of a group, in order: maximal sequences of consecutive same-kind writes, except
+/// that a rotation of a successor created earlier in the run starts a new run (it must see the
+/// successor inserted). Within a run, writes of different rows commute, so one statement can
+/// apply them all; writes of the *same* row are handled by [`first_of_each`].
+pub(super) fn runs(ops: &[WriteOp]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        (start < ops.len()).then(|| {
+            let end = run_end(ops, start);
+            let run = start..end;
+            start = end;
+            run
+        })
+    })
+}
+
+/// For each key, whether it is the first occurrence in `keys`. In a run, only the first write
+/// of a row is sent: the later ones would find the row already changed (a second revocation
+/// or cancel changes nothing, a second rotation of one token is not live).
+pub(super) fn first_of_each<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    keys.map(|key| seen.insert(key)).collect()
+}
+
+/// The row a write of a run changes first: the token (revoke, rotate) or grant (cancel, create).
+pub(super) fn target(op: &WriteOp) -> &str {
+    match op {
+        WriteOp::CreateGrant { grant, .. } => &grant.id,
+        WriteOp::Revoke { manage_id, .. } => manage_id,
+        WriteOp::Rotate { old_manage_id, .. } => old_manage_id,
+        WriteOp::Cancel { grant_id, .. } => grant_id,
+    }
+}
+
+/// A run that is not all of one kind: [`runs`] never makes one.
+pub(super) fn mixed_run() -> StoreError {
+    StoreError::Corrupt("mixed run of writes".into())
+}
