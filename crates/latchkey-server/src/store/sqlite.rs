@@ -239,7 +239,7 @@ impl SqliteStore {
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?;
-            sqlite_checkpoint::start(pool.clone());
+            sqlite_checkpoint::start(pool.clone(), options.get_filename());
             Some(pool)
         };
         let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
