@@ -157,6 +157,7 @@ impl PostgresStore {
                 pool: pool.clone(),
                 operation_timeout: settings.operation_timeout,
             },
+            1,
             "PostgreSQL GNAP writer",
         );
         let oauth_writes = GroupQueue::start(
@@ -164,6 +165,7 @@ impl PostgresStore {
                 pool: pool.clone(),
                 operation_timeout: settings.operation_timeout,
             },
+            OAUTH_WRITE_LANES,
             "PostgreSQL OAuth writer",
         );
         let lookups = Coalesced::start(
@@ -449,6 +451,12 @@ async fn lock_grant_of_token(
 }
 
 type TokenAndGrant = (AccessTokenRecord, Grant);
+
+/// Groups of OAuth token writes committing at once (see [`GroupQueue::start`]): one gathers
+/// while the other commits. Measured at 64 clients, two pairs: oauth-token 7.0k -> 12.2k/s and
+/// 8.2k -> 10.2k/s with two lanes. The GNAP writer keeps one lane: two gave no clear gain
+/// (rotate 2.9k -> 2.2k and 2.5k -> 3.1k/s, revoke 3.7k -> 3.0k and 3.6k -> 1.8k/s).
+const OAUTH_WRITE_LANES: usize = 2;
 
 /// Most introspection lookups answered by one read.
 const MAX_LOOKUP_BATCH: usize = 128;

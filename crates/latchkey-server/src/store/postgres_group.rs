@@ -74,14 +74,22 @@ impl GroupWriter for PgGroupWriter {
     type Done = WriteDone;
 
     async fn together(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
-        match within(self.operation_timeout, async {
+        let started = std::time::Instant::now();
+        let done = match within(self.operation_timeout, async {
             Ok(together(&self.pool, ops).await)
         })
         .await
         {
             Ok(done) => done,
             Err(e) => Err(Failure::Commit(e)),
-        }
+        };
+        tracing::trace!(
+            writes = ops.len(),
+            micros = started.elapsed().as_micros() as u64,
+            committed = done.is_ok(),
+            "GNAP group"
+        );
+        done
     }
 
     async fn alone(&self, op: &WriteOp) -> Result<WriteDone, StoreError> {

@@ -169,7 +169,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?
         };
-        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
+        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), 1, "SQLite writer");
         let lookups = Coalesced::start(
             TokenReads(reader.clone()),
             LOOKUP_LANES,
