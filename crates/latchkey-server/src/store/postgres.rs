@@ -357,6 +357,11 @@ fn token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
     })
 }
 
+/// A row of `{TOKEN_COLUMNS}, {GRANT_COLUMNS}`.
+fn token_and_grant_from_row(row: &PgRow) -> Result<(AccessTokenRecord, Grant), StoreError> {
+    Ok((token_from_row(row)?, grant_from_row(row)?))
+}
+
 fn interaction_from_row(row: &PgRow) -> Result<Interaction, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     let session: Option<Vec<u8>> = row.try_get("i_session_hash").map_err(corrupt)?;
@@ -490,9 +495,7 @@ impl BatchRead for PgTokenReads {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error)?;
-            row.as_ref()
-                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-                .transpose()
+            row.as_ref().map(token_and_grant_from_row).transpose()
         })
         .await
     }
@@ -515,8 +518,7 @@ impl BatchRead for PgTokenReads {
                 .map_err(db_error)?;
             let mut found = HashMap::with_capacity(rows.len());
             for row in &rows {
-                let token = token_from_row(row)?;
-                let grant = grant_from_row(row)?;
+                let (token, grant) = token_and_grant_from_row(row)?;
                 found.insert(token.hash, (token, grant));
             }
             Ok(found)
@@ -702,9 +704,7 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error)?;
-            row.as_ref()
-                .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-                .transpose()
+            row.as_ref().map(token_and_grant_from_row).transpose()
         })
         .await
     }
