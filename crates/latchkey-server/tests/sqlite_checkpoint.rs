@@ -53,7 +53,10 @@ async fn committed_pages_reach_the_database_file_without_a_writer_checkpoint() {
     // About 300 grants: a few hundred WAL pages, far below the writer's 4,000-page backstop.
     for _ in 0..300 {
         let (grant, token) = grant_and_token();
-        store.create_grant(&grant, Some(&token)).await.expect("create");
+        store
+            .create_grant(&grant, Some(&token))
+            .await
+            .expect("create");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -18,9 +18,10 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{RotateOutcome, StoreError};
 use crate::domain::clock::Millis;
@@ -124,11 +125,21 @@ impl<O, D> std::fmt::Debug for GroupQueue<O, D> {
 }
 
 impl<O: Send + Sync + 'static, D: Send + 'static> GroupQueue<O, D> {
-    /// Starts the committing task (needs a Tokio runtime). The task ends when the last queue
-    /// handle is dropped.
-    pub(super) fn start<W: GroupWriter<Op = O, Done = D>>(writer: W, name: &'static str) -> Self {
+    /// Starts `lanes` committing tasks (needs a Tokio runtime); the tasks end when the last
+    /// queue handle is dropped. With more than one lane, a group gathers while another one
+    /// commits: their writes were all unacknowledged at once, so they are concurrent and any
+    /// order between the groups is one they could have had; the writer must then be safe
+    /// against itself as against another node (the PostgreSQL one is).
+    pub(super) fn start<W: GroupWriter<Op = O, Done = D>>(
+        writer: W,
+        lanes: usize,
+        name: &'static str,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run(writer, receiver));
+        let (writer, receiver) = (Arc::new(writer), Arc::new(Mutex::new(receiver)));
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(run(writer.clone(), receiver.clone()));
+        }
         GroupQueue { sender, name }
     }
 
@@ -141,9 +152,12 @@ impl<O: Send + Sync + 'static, D: Send + 'static> GroupQueue<O, D> {
     }
 }
 
-async fn run<W: GroupWriter>(writer: W, mut queue: mpsc::Receiver<(W::Op, Reply<W::Done>)>) {
+/// The lanes' shared queue: one lane at a time gathers a group from it.
+type Queue<O, D> = Arc<Mutex<mpsc::Receiver<(O, Reply<D>)>>>;
+
+async fn run<W: GroupWriter>(writer: Arc<W>, queue: Queue<W::Op, W::Done>) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut batch, MAX_GROUP).await > 0 {
+    while queue.lock().await.recv_many(&mut batch, MAX_GROUP).await > 0 {
         // A caller that gave up (its deadline passed, or its request was dropped) was
         // acknowledged nothing: its write is not applied.
         batch.retain(|(_, reply): &(W::Op, Reply<W::Done>)| !reply.is_closed());

@@ -484,7 +484,7 @@ impl SqliteOAuthStore {
     /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
     /// when the store is dropped).
     pub fn new(db: SqliteStore) -> Self {
-        let writes = GroupQueue::start(SqliteOAuthWriter(db.clone()), "OAuth token writer");
+        let writes = GroupQueue::start(SqliteOAuthWriter(db.clone()), 1, "OAuth token writer");
         let lookups = Coalesced::start(
             ClientReads(db.clone()),
             1,

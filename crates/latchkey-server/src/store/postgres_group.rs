@@ -60,6 +60,7 @@ use super::postgres::{
     rotate_token_alone, within,
 };
 use super::{RotateOutcome, StoreError};
+use crate::domain::clock::Millis;
 
 /// The PostgreSQL side of the GNAP group commit.
 pub(super) struct PgGroupWriter {
@@ -74,14 +75,22 @@ impl GroupWriter for PgGroupWriter {
     type Done = WriteDone;
 
     async fn together(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
-        match within(self.operation_timeout, async {
+        let started = std::time::Instant::now();
+        let done = match within(self.operation_timeout, async {
             Ok(together(&self.pool, ops).await)
         })
         .await
         {
             Ok(done) => done,
             Err(e) => Err(Failure::Commit(e)),
-        }
+        };
+        tracing::trace!(
+            writes = ops.len(),
+            micros = started.elapsed().as_micros() as u64,
+            committed = done.is_ok(),
+            "GNAP group"
+        );
+        done
     }
 
     async fn alone(&self, op: &WriteOp) -> Result<WriteDone, StoreError> {
@@ -200,6 +209,24 @@ fn firsts_sorted(run: &[WriteOp]) -> Vec<&WriteOp> {
         .collect();
     firsts.sort_unstable_by(|a, b| target(a).cmp(target(b)));
     firsts
+}
+
+/// For a run of revocations (or of cancels): the first write of each row, sorted, as two
+/// arrays: the row's key (manage id, grant id) and the write's time.
+fn rows_and_times(run: &[WriteOp]) -> Result<(Vec<&str>, Vec<Millis>), StoreError> {
+    let firsts = firsts_sorted(run);
+    let (mut keys, mut nows) = (
+        Vec::with_capacity(firsts.len()),
+        Vec::with_capacity(firsts.len()),
+    );
+    for op in firsts {
+        let (WriteOp::Revoke { now, .. } | WriteOp::Cancel { now, .. }) = op else {
+            return Err(mixed_run());
+        };
+        keys.push(target(op));
+        nows.push(*now);
+    }
+    Ok((keys, nows))
 }
 
 async fn create_grants(
@@ -327,18 +354,7 @@ async fn revoke_tokens(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // First revocation of a token wins (it sets `revoked_at`); later ones change nothing.
-    let firsts = firsts_sorted(run);
-    let (mut ids, mut nows) = (
-        Vec::with_capacity(firsts.len()),
-        Vec::with_capacity(firsts.len()),
-    );
-    for op in firsts {
-        let WriteOp::Revoke { manage_id, now } = op else {
-            return Err(mixed_run());
-        };
-        ids.push(manage_id.as_str());
-        nows.push(*now);
-    }
+    let (ids, nows) = rows_and_times(run)?;
     // The same conditional update as a revoke of its own, per row.
     sqlx::query(
         "UPDATE access_tokens AS t SET revoked_at = i.now \
@@ -437,18 +453,7 @@ async fn cancel_grants(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
-    let firsts = firsts_sorted(run);
-    let (mut ids, mut nows) = (
-        Vec::with_capacity(firsts.len()),
-        Vec::with_capacity(firsts.len()),
-    );
-    for op in firsts {
-        let WriteOp::Cancel { grant_id, now } = op else {
-            return Err(mixed_run());
-        };
-        ids.push(grant_id.as_str());
-        nows.push(*now);
-    }
+    let (ids, nows) = rows_and_times(run)?;
     // The grant rows are locked already (step 2), by an earlier statement: this statement's
     // snapshot holds every token committed before that, including successors of rotations
     // that held the lock before us, and the successors of this group's earlier runs.

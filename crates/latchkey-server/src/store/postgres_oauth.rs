@@ -14,12 +14,11 @@
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
-use std::collections::HashMap;
 use std::time::Duration;
 
-use super::coalesce::{BatchRead, Coalesced};
+use super::coalesce::Coalesced;
 use super::oauth::{OAuthStore, OAuthWrite};
-use super::postgres::{db_error, within, PostgresStore, LOOKUP_LANES};
+use super::postgres::{db_error, PgKeyedReads, PostgresStore};
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -151,61 +150,18 @@ pub(super) async fn revoke_token_alone(
 /// Client lookups (every OAuth request authenticates its client), coalesced (never cached)
 /// by [`Coalesced`]: a lookup's read starts after it arrived, so a client disabled or a secret
 /// rotated before it is seen at once. Each read is bounded by the operation timeout.
-pub(super) struct PgClientReads {
+pub(super) fn client_reads(
     pool: PgPool,
     operation_timeout: Duration,
-}
-
-impl PgClientReads {
-    /// Starts the lookup lanes on `pool`.
-    pub(super) fn start(pool: PgPool, operation_timeout: Duration) -> Coalesced<PgClientReads> {
-        Coalesced::start(
-            PgClientReads {
-                pool,
-                operation_timeout,
-            },
-            LOOKUP_LANES,
-            MAX_CLIENT_BATCH,
-            "PostgreSQL OAuth client reader",
-        )
-    }
-}
-
-/// Most client lookups answered by one read.
-const MAX_CLIENT_BATCH: usize = 128;
-
-#[async_trait]
-impl BatchRead for PgClientReads {
-    type Key = String;
-    type Value = OAuthClient;
-
-    async fn one(&self, id: &String) -> Result<Option<OAuthClient>, StoreError> {
-        within(self.operation_timeout, async {
-            let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = $1");
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-            row.as_ref().map(client_from_row).transpose()
-        })
-        .await
-    }
-
-    async fn many(&self, ids: &[String]) -> Result<HashMap<String, OAuthClient>, StoreError> {
-        within(self.operation_timeout, async {
-            let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = ANY($1)");
-            let rows = sqlx::query(&sql)
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-            rows.iter()
-                .map(|row| client_from_row(row).map(|c| (c.id.clone(), c)))
-                .collect()
-        })
-        .await
-    }
+) -> Coalesced<PgKeyedReads<OAuthClient>> {
+    PgKeyedReads::start(
+        pool,
+        operation_timeout,
+        format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id"),
+        client_from_row,
+        |c: &OAuthClient| c.id.clone(),
+        "PostgreSQL OAuth client reader",
+    )
 }
 
 #[async_trait]

@@ -16,6 +16,11 @@
 //! - *A revocation only of the caller's own client's unrevoked token.* The same conditional
 //!   update as alone, per row; the first revocation of a (token, client) pair in a run is the
 //!   one that can revoke it, as one by one.
+//! - *Two lanes.* A node commits up to two groups at once (`OAUTH_WRITE_LANES`); each is safe
+//!   against the other exactly as against another node's: inserts only share client locks, a
+//!   revocation is a conditional update, and two revocation runs that meet on two tokens in
+//!   opposite orders (rows are sent sorted, so unlikely) end in a deadlock error that rolls
+//!   one group back for replay.
 //! - *Failures.* As for the GNAP writes (`postgres_group.rs`): a failed statement replays each
 //!   write alone; a lost connection or a failed commit fails the whole group as unavailable;
 //!   each group and each replay is bounded by the operation timeout.

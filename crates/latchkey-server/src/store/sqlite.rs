@@ -242,7 +242,7 @@ impl SqliteStore {
             sqlite_checkpoint::start(pool.clone(), options.get_filename());
             Some(pool)
         };
-        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), "SQLite writer");
+        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), 1, "SQLite writer");
         let lookups = Coalesced::start(
             TokenReads(reader.clone()),
             LOOKUP_LANES,
