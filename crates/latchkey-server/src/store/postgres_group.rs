@@ -43,6 +43,13 @@
 //!   acknowledged that was not committed. A group (and each replay) is bounded by the
 //!   operation timeout, so a dead network fails the group instead of stalling the queue.
 //!
+//! Every run statement that joins an array of rows to a table also says `column = ANY($1)` on
+//! the indexed column it joins on. That changes nothing in what is matched, but lets the
+//! planner reach the rows through the index whatever its statistics say: with the join alone,
+//! the prepared cancel statement ran as a hash join over a sequential scan of `access_tokens`
+//! once the table had grown past its last `ANALYZE` (263 cancels/s at 16 clients on a
+//! 100,000-token table, p50 60 ms).
+//!
 //! A group of one run of grant creations or revocations is a single statement and needs no
 //! transaction (a statement is atomic): it is sent alone, with no lock step either.
 
@@ -359,7 +366,7 @@ async fn revoke_tokens(
     sqlx::query(
         "UPDATE access_tokens AS t SET revoked_at = i.now \
          FROM unnest($1::text[], $2::int8[]) AS i(manage_id, now) \
-         WHERE t.manage_id = i.manage_id AND t.revoked_at IS NULL",
+         WHERE t.manage_id = ANY($1) AND t.manage_id = i.manage_id AND t.revoked_at IS NULL",
     )
     .bind(ids)
     .bind(nows)
@@ -402,7 +409,8 @@ async fn rotate_tokens(
          $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
          AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)), \
          killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id \
-         FROM i, grants g WHERE t.manage_id = i.old AND t.revoked_at IS NULL \
+         FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old \
+         AND t.revoked_at IS NULL \
          AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked' \
          RETURNING t.manage_id AS old), \
          inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, \
@@ -410,7 +418,7 @@ async fn rotate_tokens(
          i.expires_at, i.revoked_at FROM i JOIN killed k ON k.old = i.old RETURNING 1) \
          SELECT k.old, TRUE AS rotated FROM killed k \
          UNION ALL SELECT i.old, FALSE FROM i JOIN access_tokens t ON t.manage_id = i.old \
-         WHERE t.grant_id <> i.grant_id",
+         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id",
     )
     .bind(olds)
     .bind(nows);
@@ -460,9 +468,9 @@ async fn cancel_grants(
     sqlx::query(
         "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i(grant_id, now)), \
          g AS (UPDATE grants SET state = 'revoked', finalized_at = i.now FROM i \
-         WHERE grants.id = i.grant_id AND grants.state <> 'revoked') \
+         WHERE grants.id = ANY($1) AND grants.id = i.grant_id AND grants.state <> 'revoked') \
          UPDATE access_tokens AS t SET revoked_at = i.now FROM i \
-         WHERE t.grant_id = i.grant_id AND t.revoked_at IS NULL",
+         WHERE t.grant_id = ANY($1) AND t.grant_id = i.grant_id AND t.revoked_at IS NULL",
     )
     .bind(ids)
     .bind(nows)

@@ -180,7 +180,8 @@ async fn write_run(conn: &mut PgConnection, run: &[OAuthWrite]) -> Result<Vec<bo
         sqlx::query(
             "UPDATE oauth_tokens AS t SET revoked_at = i.now \
              FROM unnest($1::bytea[], $2::text[], $3::int8[]) AS i(hash, client_id, now) \
-             WHERE t.hash = i.hash AND t.client_id = i.client_id AND t.revoked_at IS NULL \
+             WHERE t.hash = ANY($1) AND t.hash = i.hash AND t.client_id = i.client_id \
+             AND t.revoked_at IS NULL \
              RETURNING t.hash, t.client_id",
         )
         .bind(rows.iter().map(|r| r.0.as_bytes()).collect::<Vec<_>>())
