@@ -4,43 +4,18 @@
 //! another node (printed; run with `--no-capture` to see it).
 
 mod pg_support;
+mod store_fixtures;
 
 use latchkey_server::domain::clock::now_ms;
-use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
-use latchkey_server::domain::token::AccessTokenRecord;
 use latchkey_server::store::postgres::PostgresStore;
 use latchkey_server::store::postgres_notify::{
     publish, ChannelHealth, FeedSettings, Invalidation, InvalidationFeed,
 };
 use latchkey_server::store::{RotateOutcome, Store};
-use latchkey_server::token_format::{new_id, TokenValue};
 use pg_support::{PgTestDb, TcpProxy};
 use std::time::{Duration, Instant};
+use store_fixtures::grant_and_token;
 use tokio::sync::broadcast;
-
-fn grant_and_token() -> (Grant, AccessTokenRecord) {
-    let now = now_ms();
-    let grant = Grant {
-        id: new_id(),
-        continue_id: new_id(),
-        continue_token_hash: TokenValue::generate().hash(),
-        client: ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
-        access: vec![],
-        state: GrantState::Finalized(Finalization::Issued),
-        wait_secs: 5,
-        created_at: now,
-        last_continued_at: None,
-    };
-    let token = AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    };
-    (grant, token)
-}
 
 fn fast() -> FeedSettings {
     FeedSettings {

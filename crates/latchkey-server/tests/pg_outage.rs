@@ -4,43 +4,18 @@
 //! acknowledged before the cut is lost.
 
 mod pg_support;
+mod store_fixtures;
 mod support;
 
 use latchkey_server::config::ConfigLayer;
 use latchkey_server::domain::clock::now_ms;
-use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
-use latchkey_server::domain::token::AccessTokenRecord;
 use latchkey_server::store::postgres::{PgSettings, PostgresStore};
 use latchkey_server::store::{Store, StoreError};
-use latchkey_server::token_format::{new_id, TokenValue};
 use pg_support::{PgTestDb, TcpProxy};
 use serde_json::json;
 use std::time::{Duration, Instant};
+use store_fixtures::grant_and_token;
 use support::{assert_gnap_error, incoming, TestServer};
-
-fn grant_and_token() -> (Grant, AccessTokenRecord) {
-    let now = now_ms();
-    let grant = Grant {
-        id: new_id(),
-        continue_id: new_id(),
-        continue_token_hash: TokenValue::generate().hash(),
-        client: ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
-        access: vec![],
-        state: GrantState::Finalized(Finalization::Issued),
-        wait_secs: 5,
-        created_at: now,
-        last_continued_at: None,
-    };
-    let token = AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    };
-    (grant, token)
-}
 
 /// Retries `probe` until it succeeds, for at most `limit`; returns how long recovery took.
 async fn recovers<F, Fut, T>(limit: Duration, mut probe: F) -> Duration

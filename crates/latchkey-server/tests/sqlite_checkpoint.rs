@@ -3,42 +3,13 @@
 //! further activity, the database file has grown by the pages the WAL held, although the
 //! writer's own automatic checkpoint (4,000 pages) was never reached.
 
-use std::time::{Duration, Instant};
+mod store_fixtures;
 
-use latchkey_proto::gnap::{AccessItem, Action, QuoteAccess};
-use latchkey_server::domain::clock::now_ms;
-use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
-use latchkey_server::domain::token::AccessTokenRecord;
+use std::time::{Duration, Instant};
+use store_fixtures::grant_and_token;
+
 use latchkey_server::store::sqlite::SqliteStore;
 use latchkey_server::store::Store;
-use latchkey_server::token_format::{new_id, TokenValue};
-
-fn grant_and_token() -> (Grant, AccessTokenRecord) {
-    let now = now_ms();
-    let grant = Grant {
-        id: new_id(),
-        continue_id: new_id(),
-        continue_token_hash: TokenValue::generate().hash(),
-        client: ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
-        access: vec![AccessItem::Quote(QuoteAccess {
-            actions: vec![Action::Create, Action::Read],
-            identifier: None,
-        })],
-        state: GrantState::Finalized(Finalization::Issued),
-        wait_secs: 5,
-        created_at: now,
-        last_continued_at: None,
-    };
-    let token = AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    };
-    (grant, token)
-}
 
 #[tokio::test]
 async fn committed_pages_reach_the_database_file_without_a_writer_checkpoint() {
