@@ -243,6 +243,15 @@ async fn token_request_errors() {
         )
         .await;
     let unknown = assert_oauth_error(r, 401, "invalid_client").await;
+    // A client id no database row could hold (a NUL byte, which PostgreSQL refuses in text):
+    // the same answer as an unknown client, not a storage error.
+    let r = t
+        .post_form(
+            "/oauth/token",
+            "grant_type=client_credentials&client_id=no%00body&client_secret=x",
+        )
+        .await;
+    assert_eq!(assert_oauth_error(r, 401, "invalid_client").await, unknown);
     let r = t
         .post_form(
             "/oauth/token",

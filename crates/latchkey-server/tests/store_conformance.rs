@@ -1311,6 +1311,34 @@ async fn oauth_token_state(
     nodes[0].token_by_hash(hash).await.expect("lookup")
 }
 
+/// Concurrent client lookups, one of them for an id the database may refuse (a NUL byte:
+/// PostgreSQL has no NUL in text): coalesced into one read or not, every other lookup still
+/// gets its own client, and the odd one gets no client or an error of its own.
+async fn oauth_one_bad_lookup_fails_alone(nodes: Vec<SharedOAuthStore>) {
+    let store = &nodes[0];
+    let client = oauth_client(now_ms());
+    store.insert_client(&client).await.expect("insert");
+    for _ in 0..5 {
+        let mut asks = Vec::new();
+        for i in 0..24 {
+            let node = store.clone();
+            let client = client.clone();
+            asks.push(tokio::spawn(async move {
+                if i % 8 == 3 {
+                    let odd = node.client_by_id("no\0body").await;
+                    assert!(!matches!(odd, Ok(Some(_))), "{odd:?}");
+                } else {
+                    let found = node.client_by_id(&client.id).await.expect("lookup");
+                    assert_eq!(found, Some(client));
+                }
+            }));
+        }
+        for ask in asks {
+            ask.await.expect("ask");
+        }
+    }
+}
+
 async fn oauth_clients_and_tokens_round_trip(nodes: Vec<SharedOAuthStore>) {
     let store = &nodes[0];
     let now = now_ms();
@@ -1786,6 +1814,7 @@ conformance! {
         oauth_disable_enable_secret_and_delete,
         oauth_expired_tokens_are_deleted,
         oauth_disable_racing_issue_leaves_no_live_token,
+        oauth_one_bad_lookup_fails_alone,
     ],
     db: [
         acknowledged_changes_survive_reopen,

@@ -188,7 +188,15 @@ impl OAuthService {
                 .into(),
             ));
         };
-        let Some(client) = self.inner.store.client_by_id(id).await? else {
+        // RFC 6749 §A.1: "client-id = *VSCHAR" (printable ASCII). Anything else (a NUL byte,
+        // which PostgreSQL refuses in text, or a kilobyte of text) is an unknown client,
+        // answered without a database read.
+        let client = if is_vschar_id(id) {
+            self.inner.store.client_by_id(id).await?
+        } else {
+            None
+        };
+        let Some(client) = client else {
             limiter.record_failure(None, source);
             tracing::debug!(source = %shown(source), "client authentication failed: unknown client id");
             return Err(OAuthFailure::InvalidClient(AUTH_FAILED.into()));
@@ -336,4 +344,9 @@ impl OAuthService {
     pub async fn purge_expired(&self) -> Result<u64, OAuthFailure> {
         Ok(self.inner.store.delete_expired_tokens(now_ms()).await?)
     }
+}
+
+/// True for a client id made of RFC 6749's VSCHAR (`%x20-7E`), at most 255 of them.
+fn is_vschar_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }

@@ -140,10 +140,27 @@ async fn lane<R: BatchRead>(reader: Arc<R>, queue: Queue<R::Key, R::Value>, max_
                     let _ = reply.send(Ok(found.get(&key).cloned()));
                 }
             }
+            // One statement for many callers must not let one caller's bad key (a value the
+            // database refuses, say) fail the others: each key is read again on its own, and
+            // each caller gets its own key's answer or error, as without coalescing.
+            Err(_) if keys.len() > 1 => {
+                let mut answers = HashMap::with_capacity(keys.len());
+                for key in keys {
+                    let answer = reader.one(&key).await;
+                    answers.insert(key, answer);
+                }
+                for (key, reply) in batch.drain(..) {
+                    let answer = match answers.get(&key) {
+                        Some(Ok(hit)) => Ok(hit.clone()),
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Ok(None),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
             Err(e) => {
-                let message = e.to_string();
                 for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

@@ -30,7 +30,7 @@ use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
 
 /// Storage failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is overloaded; the request may be retried.
     #[error("storage unavailable: {0}")]
