@@ -158,8 +158,12 @@ type Queue<O, D> = Arc<Mutex<mpsc::Receiver<(O, Reply<D>)>>>;
 async fn run<W: GroupWriter>(writer: Arc<W>, queue: Queue<W::Op, W::Done>) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
     while queue.lock().await.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        // A caller that gave up (its deadline passed, or its request was dropped) was
-        // acknowledged nothing: its write is not applied.
+        // A caller that gave up before its group started (its deadline passed, or its request
+        // was dropped) was acknowledged nothing: its write is not applied. A caller that gives
+        // up once its group has started may see an error for a write that then commits, as
+        // with any timeout on a commit in flight; callers therefore wait several times longer
+        // than the writer's own bound on a group (`PostgresStore::queued`), so that the writer
+        // answers first whenever it makes progress at all.
         batch.retain(|(_, reply): &(W::Op, Reply<W::Done>)| !reply.is_closed());
         let (ops, replies): (Vec<W::Op>, Vec<Reply<W::Done>>) = batch.drain(..).unzip();
         if ops.len() > 1 {

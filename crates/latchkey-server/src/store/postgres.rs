@@ -255,7 +255,25 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         within(self.operation_timeout, call).await
     }
+
+    /// Waits for a write queued for group commit. The group writer bounds each group and each
+    /// replay by [`PgSettings::operation_timeout`] and answers every caller itself, so the
+    /// caller's own bound is only a backstop for a writer that stopped making progress. It is
+    /// [`QUEUED_WAIT_FACTOR`] times the operation timeout, longer than the worst ordinary path
+    /// (waiting behind the group being committed, then one's own group, then one's own replay):
+    /// a caller that gave up early while its write was still being committed would report a
+    /// failure for a write that then commits (for a rotation: a killed token whose successor is
+    /// never delivered).
+    pub(crate) async fn queued<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        within(self.operation_timeout * QUEUED_WAIT_FACTOR, call).await
+    }
 }
+
+/// See [`PostgresStore::queued`].
+const QUEUED_WAIT_FACTOR: u32 = 4;
 
 /// Runs `call` for at most `limit`; past it, the call is dropped and the answer is
 /// [`StoreError::Unavailable`] (see [`PostgresStore::bounded`]).
@@ -802,7 +820,7 @@ impl Store for PostgresStore {
         grant: &Grant,
         token: Option<&AccessTokenRecord>,
     ) -> Result<(), StoreError> {
-        self.bounded(self.writes.submit(WriteOp::CreateGrant {
+        self.queued(self.writes.submit(WriteOp::CreateGrant {
             grant: Box::new(grant.clone()),
             token: token.cloned(),
         }))
@@ -831,7 +849,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.writes.submit(WriteOp::Revoke {
+        self.queued(self.writes.submit(WriteOp::Revoke {
             manage_id: manage_id.to_string(),
             now,
         }))
@@ -845,7 +863,7 @@ impl Store for PostgresStore {
         successor: &AccessTokenRecord,
         now: Millis,
     ) -> Result<RotateOutcome, StoreError> {
-        self.bounded(self.writes.submit(WriteOp::Rotate {
+        self.queued(self.writes.submit(WriteOp::Rotate {
             old_manage_id: old_manage_id.to_string(),
             successor: successor.clone(),
             now,
@@ -855,7 +873,7 @@ impl Store for PostgresStore {
     }
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
-        self.bounded(self.writes.submit(WriteOp::Cancel {
+        self.queued(self.writes.submit(WriteOp::Cancel {
             grant_id: grant_id.to_string(),
             now,
         }))

@@ -292,7 +292,7 @@ impl OAuthStore for PostgresStore {
     }
 
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.bounded(
+        self.queued(
             self.oauth_writes()
                 .submit(OAuthWrite::Insert(token.clone())),
         )
@@ -326,7 +326,7 @@ impl OAuthStore for PostgresStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.bounded(self.oauth_writes().submit(OAuthWrite::Revoke {
+        self.queued(self.oauth_writes().submit(OAuthWrite::Revoke {
             hash: *hash,
             client_id: client_id.to_string(),
             now,
