@@ -1,10 +1,13 @@
 //! Conformance of [`OAuthStore`] implementations: the plain SQLite one, and the group-commit
-//! one the server uses. A PostgreSQL implementation should pass [`conformance`] too.
+//! one the server uses; the group-commit outcomes also on PostgreSQL.
+
+mod pg_support;
 
 use latchkey_server::oauth::{OAuthClient, OAuthTokenRecord};
 use latchkey_server::store::oauth::SqliteOAuthStore;
+use latchkey_server::store::postgres::PostgresStore;
 use latchkey_server::store::sqlite::SqliteStore;
-use latchkey_server::store::OAuthStore;
+use latchkey_server::store::{OAuthStore, Store};
 use latchkey_server::token_format::{TokenHash, TokenValue};
 use std::sync::Arc;
 
@@ -205,7 +208,20 @@ async fn sqlite_group_commit_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_group_commit_keeps_each_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteOAuthStore::new(sqlite(&dir).await);
+    group_commit_keeps_each_outcome(SqliteOAuthStore::new(sqlite(&dir).await)).await;
+}
+
+/// The same on PostgreSQL, where a group mixing inserts and revocations applies its inserts
+/// first whatever their arrival order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_keeps_each_outcome() {
+    let db = pg_support::PgTestDb::create().await;
+    let store = PostgresStore::open(&db.url).await.expect("open");
+    group_commit_keeps_each_outcome(store.clone()).await;
+    store.close().await;
+}
+
+async fn group_commit_keeps_each_outcome(store: impl OAuthStore) {
     let (a, _) = OAuthClient::generate("a".into(), vec!["read".into()], 1_000);
     let (b, _) = OAuthClient::generate("b".into(), vec![], 1_000);
     let (off, _) = OAuthClient::generate("off".into(), vec![], 1_000);

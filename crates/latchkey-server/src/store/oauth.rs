@@ -361,7 +361,7 @@ impl OAuthStore for SqliteStore {
 pub const MAX_GROUP_COMMIT: usize = 256;
 
 /// One queued OAuth write (for the SQLite and PostgreSQL group commits).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum OAuthWrite {
     /// [`OAuthStore::insert_token`].
     Insert(OAuthTokenRecord),

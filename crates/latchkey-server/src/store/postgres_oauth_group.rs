@@ -3,7 +3,7 @@
 //!
 //! Each run of inserts (or of revocations) is one statement over arrays of rows; a group of
 //! one run is that statement alone (atomic, no `BEGIN`/`COMMIT`), a mixed group one transaction
-//! with a statement per run, in arrival order. Why the single-write rules still hold between
+//! with two statements: all its inserts, then all its revocations (see `together`). Why the single-write rules still hold between
 //! nodes (see `postgres_oauth.rs` for the race with disabling a client):
 //!
 //! - *An insert only for an enabled client.* The insert statement first locks (`FOR SHARE`, in
@@ -12,7 +12,8 @@
 //!   (fact 2), so a client disabled before us gets no token; a disable after us waits for our
 //!   commit, and its sweep (a later statement) revokes our tokens. Only tokens whose client row
 //!   came out of that locking CTE are inserted. Shared locks do not conflict with each other,
-//!   and a disable, secret rotation or delete locks one client row: no deadlock.
+//!   a disable, secret rotation or delete locks one client row, then its tokens, and a group
+//!   takes its client locks before any token lock (inserts first): no lock cycle.
 //! - *A revocation only of the caller's own client's unrevoked token.* The same conditional
 //!   update as alone, per row; the first revocation of a (token, client) pair in a run is the
 //!   one that can revoke it, as one by one.
@@ -97,10 +98,21 @@ async fn together(pool: &PgPool, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failur
             }
         };
     }
+    // A mixed group: every insert first, then every revocation, whatever their arrival order.
+    // The two never concern the same token (a revocation names a token whose insert was
+    // acknowledged, so committed, before), and this way a group takes its client row locks
+    // (the inserts' `FOR SHARE`) before any token row lock, the order in which disabling,
+    // deleting or re-keying a client takes them: no lock cycle with those.
+    let inserts_first: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].is_insert())
+        .chain((0..ops.len()).filter(|&i| !ops[i].is_insert()))
+        .collect();
+    let (inserts, revocations): (Vec<OAuthWrite>, Vec<OAuthWrite>) =
+        ops.iter().cloned().partition(OAuthWrite::is_insert);
     let mut tx = conn.begin().await.map_err(unavailable)?;
     let applied = async {
         let mut done = Vec::with_capacity(ops.len());
-        for run in runs {
+        for run in [inserts.as_slice(), revocations.as_slice()] {
             done.extend(write_run(&mut tx, run).await?);
         }
         Ok::<_, StoreError>(done)
@@ -109,7 +121,12 @@ async fn together(pool: &PgPool, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failur
     match applied {
         Ok(done) => {
             tx.commit().await.map_err(unavailable)?;
-            Ok(done)
+            // Back to arrival order: `done[k]` is the outcome of `ops[inserts_first[k]]`.
+            let mut in_order = vec![false; ops.len()];
+            for (k, outcome) in done.into_iter().enumerate() {
+                in_order[inserts_first[k]] = outcome;
+            }
+            Ok(in_order)
         }
         Err(e) => {
             tx.rollback().await.map_err(unavailable)?;
