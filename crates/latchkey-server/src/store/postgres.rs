@@ -16,7 +16,9 @@
 //! - The kill of the old token in a rotation is a conditional update (`revoked_at IS NULL`), so
 //!   of N concurrent rotations of one token exactly one changes a row.
 //! - Lock order is always grant row, then token rows; a single-token revoke locks one token row
-//!   only. No cycle, so no deadlock between these operations.
+//!   only. No cycle between single writes. Groups (below) lock all their grant rows first, in
+//!   id order; two groups' multi-row token statements can still meet on two token rows in
+//!   opposite orders: PostgreSQL then aborts one (40P01) and its writes are replayed alone.
 //!
 //! The hot-path writes (GNAP grant creation, rotation, revocation, cancel; OAuth token inserts
 //! and revocations) go through a per-node group commit: one transaction for all the writes that

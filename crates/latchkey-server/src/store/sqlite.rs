@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::coalesce::{BatchRead, Coalesced};
@@ -32,6 +33,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Background WAL checkpoints ([`super::sqlite_checkpoint`]); none for `:memory:`.
     checkpointer: Option<SqlitePool>,
+    /// Held by every handle of this store; the checkpoint task stops once none is left.
+    _alive: Arc<()>,
     /// Group commit of the GNAP writes, on `writer`.
     writes: GroupQueue<WriteOp, WriteDone>,
     /// Coalesced introspection reads, on `reader`.
@@ -229,6 +232,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?
         };
+        let alive = Arc::new(());
         let checkpointer = if in_memory {
             None
         } else {
@@ -239,7 +243,7 @@ impl SqliteStore {
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?;
-            sqlite_checkpoint::start(pool.clone(), options.get_filename());
+            sqlite_checkpoint::start(pool.clone(), options.get_filename(), Arc::downgrade(&alive));
             Some(pool)
         };
         let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), 1, "SQLite writer");
@@ -254,6 +258,7 @@ impl SqliteStore {
                 writer,
                 reader,
                 checkpointer,
+                _alive: alive,
                 writes,
                 lookups,
             },

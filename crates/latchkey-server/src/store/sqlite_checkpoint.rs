@@ -16,6 +16,7 @@
 //! any checkpoint.
 
 use std::path::{Path, PathBuf};
+use std::sync::Weak;
 use std::time::Duration;
 
 use sqlx::sqlite::SqlitePool;
@@ -28,8 +29,9 @@ pub(super) const WRITER_AUTOCHECKPOINT_PAGES: &str = "4000";
 const PAUSE: Duration = Duration::from_millis(25);
 
 /// Starts the checkpointing task on `pool` (one read-write connection to the database at
-/// `database`). It ends when the pool is closed.
-pub(super) fn start(pool: SqlitePool, database: &Path) {
+/// `database`). It ends, closing `pool`, when the pool is closed or when `store` can no longer
+/// be upgraded (every handle of the store that owns it is gone, closed or not).
+pub(super) fn start(pool: SqlitePool, database: &Path, store: Weak<()>) {
     let mut wal = database.as_os_str().to_owned();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
@@ -37,10 +39,16 @@ pub(super) fn start(pool: SqlitePool, database: &Path) {
         let mut last_seen = None;
         while !pool.is_closed() {
             tokio::time::sleep(PAUSE).await;
+            if store.upgrade().is_none() {
+                pool.close().await;
+                break;
+            }
             // Every commit writes to the WAL file: an unchanged modification time means
-            // nothing new to copy back, and an idle server costs one `stat` per pause.
+            // nothing new to copy back, and an idle server costs one `stat` per pause. No WAL
+            // file (not created yet, or a path this task cannot see) means nothing to do
+            // either; the writer's own backstop checkpoint still works.
             let modified = std::fs::metadata(&wal).and_then(|m| m.modified()).ok();
-            if modified.is_some() && modified == last_seen {
+            if modified.is_none() || modified == last_seen {
                 continue;
             }
             last_seen = modified;
