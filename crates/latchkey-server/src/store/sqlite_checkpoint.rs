@@ -46,7 +46,9 @@ pub(super) fn start(pool: SqlitePool, database: &Path, store: Weak<()>) {
             // Every commit writes to the WAL file: an unchanged modification time means
             // nothing new to copy back, and an idle server costs one `stat` per pause. No WAL
             // file (not created yet, or a path this task cannot see) means nothing to do
-            // either; the writer's own backstop checkpoint still works.
+            // either; the writer's own backstop checkpoint still works. (A commit in the same
+            // clock tick as the last one seen leaves the time unchanged: its pages wait for the
+            // next commit's pass, which delays a checkpoint, never durability.)
             let modified = std::fs::metadata(&wal).and_then(|m| m.modified()).ok();
             if modified.is_none() || modified == last_seen {
                 continue;
