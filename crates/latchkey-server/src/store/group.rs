@@ -250,6 +250,52 @@ pub(super) fn first_of_each<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<bool
     keys.map(|key| seen.insert(key)).collect()
 }
 
+/// The writes of a run a statement sends: the first write of each row (see [`first_of_each`]),
+/// sorted by row, so that two groups lock common rows in the same order.
+pub(super) fn first_writes_sorted(run: &[WriteOp]) -> Vec<&WriteOp> {
+    let mut firsts: Vec<&WriteOp> = run
+        .iter()
+        .zip(first_of_each(run.iter().map(target)))
+        .filter_map(|(op, first)| first.then_some(op))
+        .collect();
+    firsts.sort_unstable_by(|a, b| target(a).cmp(target(b)));
+    firsts
+}
+
+/// For a run of revocations (or of cancels): [`first_writes_sorted`] as (row key, time).
+pub(super) fn first_targets_and_times(run: &[WriteOp]) -> Result<Vec<(&str, Millis)>, StoreError> {
+    first_writes_sorted(run)
+        .into_iter()
+        .map(|op| match op {
+            WriteOp::Revoke { now, .. } | WriteOp::Cancel { now, .. } => Ok((target(op), *now)),
+            _ => Err(mixed_run()),
+        })
+        .collect()
+}
+
+/// The outcomes of a run of rotations, once its statement said which old tokens it killed:
+/// the first rotation of a killed token rotated it; every other one found it not live.
+pub(super) fn rotation_outcomes(
+    run: &[WriteOp],
+    killed: &HashSet<String>,
+) -> Result<Vec<WriteDone>, StoreError> {
+    run.iter()
+        .zip(first_of_each(run.iter().map(target)))
+        .map(|(op, first)| {
+            let WriteOp::Rotate { old_manage_id, .. } = op else {
+                return Err(mixed_run());
+            };
+            Ok(WriteDone::Rotated(
+                if first && killed.contains(old_manage_id) {
+                    RotateOutcome::Rotated
+                } else {
+                    RotateOutcome::NotLive
+                },
+            ))
+        })
+        .collect()
+}
+
 /// The row a write of a run changes first: the token (revoke, rotate) or grant (cancel, create).
 pub(super) fn target(op: &WriteOp) -> &str {
     match op {

@@ -60,13 +60,14 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Acquire, Connection, Row};
 
 use super::group::{
-    first_of_each, mixed_run, runs, target, Failure, GroupWriter, WriteDone, WriteOp,
+    first_targets_and_times, first_writes_sorted, mixed_run, rotation_outcomes, runs, Failure,
+    GroupWriter, WriteDone, WriteOp,
 };
 use super::postgres::{
     cancel_grant_alone, client_to_columns, create_grant_alone, db_error, revoke_token_alone,
     rotate_token_alone, within,
 };
-use super::{RotateOutcome, StoreError};
+use super::StoreError;
 use crate::domain::clock::Millis;
 
 /// The PostgreSQL side of the GNAP group commit.
@@ -206,34 +207,10 @@ async fn apply_run(conn: &mut PgConnection, run: &[WriteOp]) -> Result<Vec<Write
     }
 }
 
-/// The first write of each row of a run, sorted by that row's key (see the module doc on
-/// deadlocks), with the run's writes kept in order for the answers.
-fn firsts_sorted(run: &[WriteOp]) -> Vec<&WriteOp> {
-    let mut firsts: Vec<&WriteOp> = run
-        .iter()
-        .zip(first_of_each(run.iter().map(target)))
-        .filter_map(|(op, first)| first.then_some(op))
-        .collect();
-    firsts.sort_unstable_by(|a, b| target(a).cmp(target(b)));
-    firsts
-}
-
 /// For a run of revocations (or of cancels): the first write of each row, sorted, as two
 /// arrays: the row's key (manage id, grant id) and the write's time.
 fn rows_and_times(run: &[WriteOp]) -> Result<(Vec<&str>, Vec<Millis>), StoreError> {
-    let firsts = firsts_sorted(run);
-    let (mut keys, mut nows) = (
-        Vec::with_capacity(firsts.len()),
-        Vec::with_capacity(firsts.len()),
-    );
-    for op in firsts {
-        let (WriteOp::Revoke { now, .. } | WriteOp::Cancel { now, .. }) = op else {
-            return Err(mixed_run());
-        };
-        keys.push(target(op));
-        nows.push(*now);
-    }
-    Ok((keys, nows))
+    Ok(first_targets_and_times(run)?.into_iter().unzip())
 }
 
 async fn create_grants(
@@ -382,7 +359,7 @@ async fn rotate_tokens(
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
-    let firsts = firsts_sorted(run);
+    let firsts = first_writes_sorted(run);
     let (mut olds, mut nows) = (
         Vec::with_capacity(firsts.len()),
         Vec::with_capacity(firsts.len()),
@@ -438,22 +415,7 @@ async fn rotate_tokens(
         }
         killed.insert(old);
     }
-    let sent = first_of_each(run.iter().map(target));
-    run.iter()
-        .zip(sent)
-        .map(|(op, first)| {
-            let WriteOp::Rotate { old_manage_id, .. } = op else {
-                return Err(mixed_run());
-            };
-            Ok(WriteDone::Rotated(
-                if first && killed.contains(old_manage_id) {
-                    RotateOutcome::Rotated
-                } else {
-                    RotateOutcome::NotLive
-                },
-            ))
-        })
-        .collect()
+    rotation_outcomes(run, &killed)
 }
 
 async fn cancel_grants(

@@ -28,7 +28,8 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
 
 use super::group::{
-    first_of_each, mixed_run, runs, target, Failure, GroupWriter, WriteDone, WriteOp,
+    first_targets_and_times, first_writes_sorted, mixed_run, rotation_outcomes, runs, Failure,
+    GroupWriter, WriteDone, WriteOp,
 };
 use super::sqlite::{
     cancel_grant_in, client_to_columns, create_grant_in, db_error, revoke_token_in, rotate_token_in,
@@ -113,6 +114,13 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<WriteDone, S
             Ok(WriteDone::Done)
         }
     }
+}
+
+/// For a run of revocations (or of cancels): the rows to change, as a JSON array of
+/// `[row key, time]` (see [`first_targets_and_times`]).
+fn targets_and_times(run: &[WriteOp]) -> Result<String, StoreError> {
+    serde_json::to_string(&first_targets_and_times(run)?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn json_rows(rows: Vec<serde_json::Value>) -> String {
@@ -215,21 +223,11 @@ async fn revoke_tokens(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // First revocation of a token wins (it sets `revoked_at`); later ones change nothing.
-    let first = first_of_each(run.iter().map(target));
-    let mut rows = Vec::with_capacity(run.len());
-    for (op, first) in run.iter().zip(first) {
-        let WriteOp::Revoke { manage_id, now } = op else {
-            return Err(mixed_run());
-        };
-        if first {
-            rows.push(serde_json::json!([manage_id, now]));
-        }
-    }
     sqlx::query(
         "UPDATE access_tokens SET revoked_at = j.value ->> 1 FROM json_each(?1) AS j \
          WHERE access_tokens.manage_id = j.value ->> 0 AND access_tokens.revoked_at IS NULL",
     )
-    .bind(json_rows(rows))
+    .bind(targets_and_times(run)?)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
@@ -242,9 +240,8 @@ async fn rotate_tokens(
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
-    let sent = first_of_each(run.iter().map(target));
     let mut rows = Vec::with_capacity(run.len());
-    for (op, first) in run.iter().zip(&sent) {
+    for op in first_writes_sorted(run) {
         let WriteOp::Rotate {
             old_manage_id,
             successor,
@@ -253,9 +250,7 @@ async fn rotate_tokens(
         else {
             return Err(mixed_run());
         };
-        if *first {
-            rows.push(serde_json::json!([old_manage_id, now, successor.manage_id]));
-        }
+        rows.push(serde_json::json!([old_manage_id, now, successor.manage_id]));
     }
     // The conditional update is each rotation's lock, as in `rotate_token_in`.
     let killed: HashSet<String> = sqlx::query(
@@ -274,24 +269,17 @@ async fn rotate_tokens(
     .map(|row| row.try_get::<String, _>(0))
     .collect::<Result<_, _>>()
     .map_err(db_error)?;
-    let mut results = Vec::with_capacity(run.len());
-    let mut successors = Vec::with_capacity(killed.len());
-    for (i, op) in run.iter().enumerate() {
-        let WriteOp::Rotate {
-            old_manage_id,
-            successor,
-            ..
-        } = op
-        else {
-            return Err(mixed_run());
-        };
-        if sent[i] && killed.contains(old_manage_id) {
-            successors.push(token_row(successor));
-            results.push(WriteDone::Rotated(RotateOutcome::Rotated));
-        } else {
-            results.push(WriteDone::Rotated(RotateOutcome::NotLive));
-        }
-    }
+    let results = rotation_outcomes(run, &killed)?;
+    let successors = run
+        .iter()
+        .zip(&results)
+        .filter_map(|(op, done)| match (op, done) {
+            (WriteOp::Rotate { successor, .. }, WriteDone::Rotated(RotateOutcome::Rotated)) => {
+                Some(token_row(successor))
+            }
+            _ => None,
+        })
+        .collect();
     insert_tokens(conn, successors).await?;
     Ok(results)
 }
@@ -301,17 +289,7 @@ async fn cancel_grants(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
-    let first = first_of_each(run.iter().map(target));
-    let mut rows = Vec::with_capacity(run.len());
-    for (op, first) in run.iter().zip(first) {
-        let WriteOp::Cancel { grant_id, now } = op else {
-            return Err(mixed_run());
-        };
-        if first {
-            rows.push(serde_json::json!([grant_id, now]));
-        }
-    }
-    let rows = json_rows(rows);
+    let rows = targets_and_times(run)?;
     sqlx::query(
         "UPDATE grants SET state = 'revoked', finalized_at = j.value ->> 1 \
          FROM json_each(?1) AS j WHERE grants.id = j.value ->> 0 AND grants.state <> 'revoked'",
