@@ -58,28 +58,12 @@ fn new_grant() -> (Grant, AccessTokenRecord, TokenValue) {
         created_at: now,
         last_continued_at: None,
     };
-    let value = TokenValue::generate();
-    let token = AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: value.hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    };
+    let (token, value) = AccessTokenRecord::issue(&grant.id, now, 600_000);
     (grant, token, value)
 }
 
 fn successor_of(token: &AccessTokenRecord) -> AccessTokenRecord {
-    let now = now_ms();
-    AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: token.grant_id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    }
+    AccessTokenRecord::issue(&token.grant_id, now_ms(), 600_000).0
 }
 
 fn store_ops(c: &mut Criterion) {

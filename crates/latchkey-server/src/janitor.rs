@@ -164,14 +164,7 @@ mod tests {
             created_at: at,
             last_continued_at: None,
         };
-        let token = AccessTokenRecord {
-            manage_id: new_id(),
-            grant_id: grant.id.clone(),
-            hash: TokenValue::generate().hash(),
-            created_at: at,
-            expires_at: at + 600_000,
-            revoked_at: None,
-        };
+        let (token, _) = AccessTokenRecord::issue(&grant.id, at, 600_000);
         store
             .create_grant(&grant, Some(&token))
             .await

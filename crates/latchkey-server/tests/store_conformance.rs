@@ -207,14 +207,7 @@ fn issued_grant(now: Millis) -> Grant {
 }
 
 fn token_for(grant: &Grant, now: Millis) -> AccessTokenRecord {
-    AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 10 * MINUTE,
-        revoked_at: None,
-    }
+    AccessTokenRecord::issue(&grant.id, now, 10 * MINUTE).0
 }
 
 /// A grant issued at once with its first token, stored.

@@ -154,16 +154,7 @@ impl Lifecycle {
     }
 
     fn new_token(&self, grant_id: &str, now: Millis) -> (AccessTokenRecord, TokenValue) {
-        let value = TokenValue::generate();
-        let record = AccessTokenRecord {
-            manage_id: new_id(),
-            grant_id: grant_id.to_string(),
-            hash: value.hash(),
-            created_at: now,
-            expires_at: now.saturating_add(millis(self.lifetimes.access_token)),
-            revoked_at: None,
-        };
-        (record, value)
+        AccessTokenRecord::issue(grant_id, now, millis(self.lifetimes.access_token))
     }
 
     /// Handles a grant request: grants that need no interaction (incoming-payment and quote

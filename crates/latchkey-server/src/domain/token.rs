@@ -2,7 +2,7 @@
 
 use super::clock::Millis;
 use super::grant::Grant;
-use crate::token_format::TokenHash;
+use crate::token_format::{new_id, TokenHash, TokenValue};
 
 /// An access token as stored (never its value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,21 @@ pub enum TokenStatus {
 }
 
 impl AccessTokenRecord {
+    /// A new live token of `grant_id`, issued at `now` for `lifetime` milliseconds: its record
+    /// (a fresh manage id, the value's hash) and the value, to hand to the client once.
+    pub fn issue(grant_id: &str, now: Millis, lifetime: Millis) -> (Self, TokenValue) {
+        let value = TokenValue::generate();
+        let record = AccessTokenRecord {
+            manage_id: new_id(),
+            grant_id: grant_id.to_string(),
+            hash: value.hash(),
+            created_at: now,
+            expires_at: now.saturating_add(lifetime),
+            revoked_at: None,
+        };
+        (record, value)
+    }
+
     /// Liveness of the token, taking its grant into account (invariant 4: a cancelled grant
     /// kills every token, even if a token row were somehow missed).
     pub fn status(&self, grant: &Grant, now: Millis) -> TokenStatus {

@@ -19,13 +19,6 @@ pub fn grant_and_token() -> (Grant, AccessTokenRecord) {
         created_at: now,
         last_continued_at: None,
     };
-    let token = AccessTokenRecord {
-        manage_id: new_id(),
-        grant_id: grant.id.clone(),
-        hash: TokenValue::generate().hash(),
-        created_at: now,
-        expires_at: now + 600_000,
-        revoked_at: None,
-    };
+    let (token, _) = AccessTokenRecord::issue(&grant.id, now, 600_000);
     (grant, token)
 }
