@@ -11,7 +11,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use latchkey_proto::gnap::AccessItem;
 use latchkey_server::domain::clock::now_ms;
-use latchkey_server::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
+use latchkey_server::domain::grant::{ClientKeySource, Grant};
 use latchkey_server::domain::token::AccessTokenRecord;
 use latchkey_server::store::sqlite::SqliteStore;
 use latchkey_server::store::SharedStore;
@@ -47,17 +47,12 @@ fn access() -> Vec<AccessItem> {
 /// A grant issued at once with its first token, as `Lifecycle::request_grant` makes it.
 fn new_grant() -> (Grant, AccessTokenRecord, TokenValue) {
     let now = now_ms();
-    let grant = Grant {
-        id: new_id(),
-        continue_id: new_id(),
-        continue_token_hash: TokenValue::generate().hash(),
-        client: ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
-        access: access(),
-        state: GrantState::Finalized(Finalization::Issued),
-        wait_secs: 5,
-        created_at: now,
-        last_continued_at: None,
-    };
+    let (grant, _) = Grant::issue(
+        ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
+        access(),
+        5,
+        now,
+    );
     let (token, value) = AccessTokenRecord::issue(&grant.id, now, 600_000);
     (grant, token, value)
 }

@@ -146,24 +146,18 @@ impl Janitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::grant::{ClientKeySource, Finalization, Grant, GrantState};
+    use crate::domain::grant::{ClientKeySource, Grant};
     use crate::domain::token::AccessTokenRecord;
-    use crate::token_format::{new_id, TokenValue};
 
     const DAY: Millis = 24 * 3600 * 1000;
 
     async fn expired_grant(store: &SharedStore, at: Millis) -> AccessTokenRecord {
-        let grant = Grant {
-            id: new_id(),
-            continue_id: new_id(),
-            continue_token_hash: TokenValue::generate().hash(),
-            client: ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
-            access: vec![],
-            state: GrantState::Finalized(Finalization::Issued),
-            wait_secs: 5,
-            created_at: at,
-            last_continued_at: None,
-        };
+        let (grant, _) = Grant::issue(
+            ClientKeySource::WalletAddress("https://wallet.example/alice".into()),
+            vec![],
+            5,
+            at,
+        );
         let (token, _) = AccessTokenRecord::issue(&grant.id, at, 600_000);
         store
             .create_grant(&grant, Some(&token))

@@ -10,7 +10,7 @@ use latchkey_proto::keys::Jwk;
 use serde::{Deserialize, Serialize};
 
 use super::clock::Millis;
-use crate::token_format::TokenHash;
+use crate::token_format::{new_id, TokenHash, TokenValue};
 
 /// Where the grant's client keys come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +119,29 @@ pub enum CancelDecision {
 }
 
 impl Grant {
+    /// A new grant, issued (callers that wait for consent set [`GrantState::Pending`]), with
+    /// fresh ids: the grant and the value of its continuation token, to hand to the client once.
+    pub fn issue(
+        client: ClientKeySource,
+        access: Vec<AccessItem>,
+        wait_secs: u64,
+        now: Millis,
+    ) -> (Self, TokenValue) {
+        let continue_token = TokenValue::generate();
+        let grant = Grant {
+            id: new_id(),
+            continue_id: new_id(),
+            continue_token_hash: continue_token.hash(),
+            client,
+            access,
+            state: GrantState::Finalized(Finalization::Issued),
+            wait_secs,
+            created_at: now,
+            last_continued_at: None,
+        };
+        (grant, continue_token)
+    }
+
     /// Cancel is allowed in every state.
     pub fn decide_cancel(&self) -> CancelDecision {
         if self.state.is_revoked() {

@@ -167,18 +167,8 @@ impl Lifecycle {
     ) -> Result<IssuedGrant, DomainError> {
         validate_access(&access)?;
         let now = now_ms();
-        let continue_token = TokenValue::generate();
-        let mut grant = Grant {
-            id: new_id(),
-            continue_id: new_id(),
-            continue_token_hash: continue_token.hash(),
-            client,
-            access,
-            state: GrantState::Finalized(Finalization::Issued),
-            wait_secs: self.lifetimes.continue_wait.as_secs(),
-            created_at: now,
-            last_continued_at: None,
-        };
+        let (mut grant, continue_token) =
+            Grant::issue(client, access, self.lifetimes.continue_wait.as_secs(), now);
         if !self.policy.requires_interaction(&grant.access) {
             let access_token = self.new_token(&grant.id, now);
             self.store
