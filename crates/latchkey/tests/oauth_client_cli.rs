@@ -5,16 +5,20 @@ use latchkey_server::config::{Config, ConfigLayer};
 use latchkey_server::oauth::Credentials;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn latchkey(args: &[&str], database: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+/// Runs `latchkey oauth-client ARGS` without blocking the test's runtime: the server under
+/// test runs on it, and a server frozen in the middle of a store call could hold SQLite's
+/// write lock for as long as the command runs.
+async fn latchkey(args: &[&str], database: &str) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("oauth-client")
         .args(args)
         .args(["--database", database])
         .env_remove("LATCHKEY_DATABASE_URL")
         .env("LATCHKEY_LOG", "warn")
         .output()
+        .await
         .expect("run latchkey")
 }
 
@@ -61,7 +65,8 @@ async fn manage_clients_while_the_server_runs() {
             "create", "--name", "Shop", "--scope", "read", "--scope", "write",
         ],
         &database,
-    );
+    )
+    .await;
     let created = json_ok(&out);
     let fields: Vec<&String> = created.as_object().expect("object").keys().collect();
     assert_eq!(fields, ["client_id", "client_secret"]);
@@ -89,16 +94,16 @@ async fn manage_clients_while_the_server_runs() {
     let token = token.value.expose().to_string();
 
     // list and show never print the secret.
-    let out = latchkey(&["list"], &database);
+    let out = latchkey(&["list"], &database).await;
     let list = json_ok(&out);
     assert_eq!(list[0]["client_id"], id.as_str());
     assert_eq!(list[0]["name"], "Shop");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret));
-    let shown = json_ok(&latchkey(&["show", &id], &database));
+    let shown = json_ok(&latchkey(&["show", &id], &database).await);
     assert_eq!(shown, list[0]);
 
     // rotate-secret: the old secret stops working, the token survives.
-    let rotated = json_ok(&latchkey(&["rotate-secret", &id], &database));
+    let rotated = json_ok(&latchkey(&["rotate-secret", &id], &database).await);
     let new_secret = rotated["client_secret"]
         .as_str()
         .expect("secret")
@@ -112,7 +117,7 @@ async fn manage_clients_while_the_server_runs() {
     assert!(oauth.token_info(&token).await.is_ok());
 
     // disable: revokes every token, refuses the client.
-    let disabled = json_ok(&latchkey(&["disable", &id], &database));
+    let disabled = json_ok(&latchkey(&["disable", &id], &database).await);
     assert_eq!(disabled["revoked_tokens"], 1);
     assert!(oauth.token_info(&token).await.is_err());
     assert!(oauth
@@ -121,19 +126,19 @@ async fn manage_clients_while_the_server_runs() {
         .is_err());
 
     // enable, then delete.
-    json_ok(&latchkey(&["enable", &id], &database));
+    json_ok(&latchkey(&["enable", &id], &database).await);
     oauth
         .authenticate(creds(&id, &new_secret), None)
         .await
         .expect("enabled again");
-    let deleted = json_ok(&latchkey(&["delete", &id], &database));
+    let deleted = json_ok(&latchkey(&["delete", &id], &database).await);
     assert_eq!(deleted["deleted"], true);
     assert!(oauth
         .authenticate(creds(&id, &new_secret), None)
         .await
         .is_err());
     assert_eq!(
-        json_ok(&latchkey(&["list"], &database)),
+        json_ok(&latchkey(&["list"], &database).await),
         serde_json::json!([])
     );
 
@@ -144,17 +149,18 @@ async fn manage_clients_while_the_server_runs() {
         vec!["rotate-secret", "nope"],
         vec!["delete", "nope"],
     ] {
-        let out = latchkey(&args, &database);
+        let out = latchkey(&args, &database).await;
         assert!(!out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("no OAuth client"));
     }
     let out = latchkey(
         &["create", "--name", "x", "--scope", "bad scope"],
         &database,
-    );
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("scope"));
-    let out = latchkey(&["create"], &database);
+    let out = latchkey(&["create"], &database).await;
     assert!(!out.status.success(), "--name is required");
 
     server.shutdown().await;
