@@ -117,6 +117,12 @@ pub struct BenchArgs {
     /// Send exactly this many timed requests.
     #[arg(long, short = 'n')]
     requests: Option<u64>,
+    /// Open loop: offer this many requests per second in all, on a fixed timetable, instead
+    /// of each virtual client sending its next request as soon as the last one is answered.
+    /// Each latency is then counted from the moment its request was due, so time spent
+    /// waiting for a free virtual client counts too (no coordinated omission).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
@@ -216,24 +222,61 @@ struct Ctx {
     failed: Arc<AtomicU64>,
 }
 
-/// How long the timed phase lasts.
+/// How long the timed phase lasts, and (open loop) when each request is due.
 struct Budget {
     requests: Option<u64>,
     duration: Duration,
+    /// Open loop: requests per second offered in all.
+    rate: Option<f64>,
+    started: std::sync::OnceLock<Instant>,
     deadline: std::sync::OnceLock<Instant>,
     issued: AtomicU64,
 }
 
+/// One claimed request of the timed phase.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Open loop: when the timetable says the request is sent; its latency counts from here.
+    due: Option<Instant>,
+}
+
+impl Slot {
+    /// The instant the request's latency is counted from.
+    fn latency_origin(self) -> Instant {
+        self.due.unwrap_or_else(Instant::now)
+    }
+}
+
 impl Budget {
-    /// Claims one request; false once the count or the time is used up.
-    fn take(&self) -> bool {
-        match self.requests {
-            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
-            None => self
-                .deadline
-                .get()
-                .is_some_and(|deadline| Instant::now() < *deadline),
+    /// Claims one request, waiting for its turn on an open-loop timetable; `None` once the
+    /// count or the time is used up.
+    async fn take(&self) -> Option<Slot> {
+        let slot = self.claim()?;
+        if let Some(due) = slot.due {
+            tokio::time::sleep_until(due.into()).await;
         }
+        Some(slot)
+    }
+
+    /// The claim itself: request number i is due at start + i / rate.
+    fn claim(&self) -> Option<Slot> {
+        let i = self.issued.fetch_add(1, Ordering::Relaxed);
+        if self.requests.is_some_and(|n| i >= n) {
+            return None;
+        }
+        let due = match (self.rate, self.started.get()) {
+            (Some(rate), Some(started)) => {
+                Some(*started + Duration::from_secs_f64(i as f64 / rate))
+            }
+            _ => None,
+        };
+        if self.requests.is_none() {
+            let deadline = self.deadline.get()?;
+            if due.unwrap_or_else(Instant::now) >= *deadline {
+                return None;
+            }
+        }
+        Some(Slot { due })
     }
 }
 
@@ -315,6 +358,11 @@ impl Ctx {
         if args.requests == Some(0) {
             bail!("--requests must be at least 1");
         }
+        if let Some(rate) = args.rate {
+            if !(rate > 0.0 && rate.is_finite()) {
+                bail!("--rate must be a positive number of requests per second");
+            }
+        }
         let needs_signer = !args.scenario.is_oauth();
         let signer = if needs_signer {
             let missing = |what: &str, env: &str| {
@@ -379,6 +427,8 @@ impl Ctx {
             budget: Budget {
                 requests: args.requests,
                 duration: Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
+                rate: args.rate,
+                started: std::sync::OnceLock::new(),
                 deadline: std::sync::OnceLock::new(),
                 issued: AtomicU64::new(0),
             },
@@ -503,9 +553,10 @@ async fn exec(
     client: &mut Client,
     stats: &mut Stats,
     op: Op,
+    slot: Slot,
     request: Outgoing,
 ) -> Option<Bytes> {
-    let started = Instant::now();
+    let started = slot.latency_origin();
     let result = client.send(request).await;
     let micros = started.elapsed().as_micros() as u64;
     let slot = &mut stats.ops[op as usize];
@@ -743,15 +794,15 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         Scenario::Grant => {
             let signer = c.signer()?;
             let endpoint = c.grant_endpoint();
-            while c.budget.take() {
+            while let Some(slot) = c.budget.take().await {
                 if let Some(r) = build(c, &mut stats, Op::Grant, signer.grant_request(&endpoint)) {
-                    exec(c, &mut client, &mut stats, Op::Grant, r).await;
+                    exec(c, &mut client, &mut stats, Op::Grant, slot, r).await;
                 }
             }
         }
         Scenario::Rotate | Scenario::Revoke | Scenario::Cancel => {
             let signer = c.signer()?;
-            while c.budget.take() {
+            while let Some(slot) = c.budget.take().await {
                 let Some(g) = c.pool().take_grant() else {
                     break;
                 };
@@ -764,34 +815,34 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
                     ),
                 };
                 if let Some(r) = build(c, &mut stats, op, request) {
-                    exec(c, &mut client, &mut stats, op, r).await;
+                    exec(c, &mut client, &mut stats, op, slot, r).await;
                 }
             }
         }
         Scenario::Introspect => {
             let private = c.private_url.as_deref().context("no private URL")?;
-            while c.budget.take() {
+            while let Some(slot) = c.budget.take().await {
                 let Some(token) = c.pool().cycle_token() else {
                     break;
                 };
                 let request = gnap::introspect_request(private, token);
                 if let Some(r) = build(c, &mut stats, Op::Introspect, request) {
-                    exec(c, &mut client, &mut stats, Op::Introspect, r).await;
+                    exec(c, &mut client, &mut stats, Op::Introspect, slot, r).await;
                 }
             }
         }
         Scenario::OauthToken => {
             let creds = c.oauth()?;
-            while c.budget.take() {
+            while let Some(slot) = c.budget.take().await {
                 if let Some(r) = build(c, &mut stats, Op::OauthToken, creds.token_request(&c.url)) {
-                    exec(c, &mut client, &mut stats, Op::OauthToken, r).await;
+                    exec(c, &mut client, &mut stats, Op::OauthToken, slot, r).await;
                 }
             }
         }
         Scenario::OauthRevoke | Scenario::OauthIntrospect => {
             let creds = c.oauth()?;
             let revoke = c.scenario == Scenario::OauthRevoke;
-            while c.budget.take() {
+            while let Some(slot) = c.budget.take().await {
                 let token = if revoke {
                     c.pool().take_token()
                 } else {
@@ -804,7 +855,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
                     (Op::OauthIntrospect, creds.introspect_request(&c.url, token))
                 };
                 if let Some(r) = build(c, &mut stats, op, request) {
-                    exec(c, &mut client, &mut stats, op, r).await;
+                    exec(c, &mut client, &mut stats, op, slot, r).await;
                 }
             }
         }
@@ -832,13 +883,13 @@ async fn lifecycle(
     let mut revoke_next = index % 2 == 1;
     loop {
         revoke_next = !revoke_next;
-        if !c.budget.take() {
+        let Some(slot) = c.budget.take().await else {
             return Ok(());
-        }
+        };
         let Some(r) = build(c, stats, Op::Grant, signer.grant_request(&endpoint)) else {
             continue;
         };
-        let Some(body) = exec(c, client, stats, Op::Grant, r).await else {
+        let Some(body) = exec(c, client, stats, Op::Grant, slot, r).await else {
             continue;
         };
         let Ok(grant) = gnap::parse_grant(&body) else {
@@ -851,9 +902,9 @@ async fn lifecycle(
         if !introspect_some(c, client, stats, &grant.token).await {
             return Ok(());
         }
-        if !c.budget.take() {
+        let Some(slot) = c.budget.take().await else {
             return Ok(());
-        }
+        };
         let Some(r) = build(
             c,
             stats,
@@ -862,7 +913,7 @@ async fn lifecycle(
         ) else {
             continue;
         };
-        let Some(body) = exec(c, client, stats, Op::Rotate, r).await else {
+        let Some(body) = exec(c, client, stats, Op::Rotate, slot, r).await else {
             continue;
         };
         let Ok(rotated) = gnap::parse_rotation(&body) else {
@@ -875,9 +926,9 @@ async fn lifecycle(
         if !introspect_some(c, client, stats, &rotated.token).await {
             return Ok(());
         }
-        if !c.budget.take() {
+        let Some(slot) = c.budget.take().await else {
             return Ok(());
-        }
+        };
         let (op, request) = if revoke_next {
             (
                 Op::Revoke,
@@ -890,7 +941,7 @@ async fn lifecycle(
             )
         };
         if let Some(r) = build(c, stats, op, request) {
-            exec(c, client, stats, op, r).await;
+            exec(c, client, stats, op, slot, r).await;
         }
     }
 }
@@ -901,16 +952,16 @@ async fn introspect_some(c: &Ctx, client: &mut Client, stats: &mut Stats, token:
         return true;
     };
     for _ in 0..LIFECYCLE_INTROSPECTIONS {
-        if !c.budget.take() {
+        let Some(slot) = c.budget.take().await else {
             return false;
-        }
+        };
         if let Some(r) = build(
             c,
             stats,
             Op::Introspect,
             gnap::introspect_request(private, token),
         ) {
-            exec(c, client, stats, Op::Introspect, r).await;
+            exec(c, client, stats, Op::Introspect, slot, r).await;
         }
     }
     true
@@ -955,6 +1006,9 @@ struct Report {
     scenario: &'static str,
     url: String,
     concurrency: usize,
+    /// Open loop: the requests per second offered (`--rate`); absent for a closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_per_s: Option<f64>,
     duration_s: f64,
     prepared: usize,
     #[serde(flatten)]
@@ -968,6 +1022,7 @@ struct Report {
 
 async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let _ = ctx.budget.started.set(started);
     let _ = ctx.budget.deadline.set(started + ctx.budget.duration);
     let ticker = progress_ticker(
         ctx.quiet,
@@ -1009,6 +1064,7 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
         scenario: ctx.scenario.name(),
         url: ctx.url.clone(),
         concurrency: ctx.concurrency,
+        offered_per_s: ctx.budget.rate,
         duration_s: (seconds * 1000.0).round() / 1000.0,
         prepared: ctx.pool().grants.len().max(ctx.pool().tokens.len()),
         total: summarize(&all, &all_errors, seconds),
@@ -1023,7 +1079,14 @@ fn print_text(r: &Report) {
         "{} against {}: {} virtual clients, {} requests in {:.2} s",
         r.scenario, r.url, r.concurrency, t.requests, r.duration_s
     );
-    println!("  throughput  {:.1} requests/s", t.throughput_per_s);
+    match r.offered_per_s {
+        Some(rate) => println!(
+            "  throughput  {:.1} requests/s of {rate:.1} offered (open loop; latency counted \
+             from when each request was due)",
+            t.throughput_per_s
+        ),
+        None => println!("  throughput  {:.1} requests/s", t.throughput_per_s),
+    }
     println!(
         "  latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (mean {:.3} ms)",
         t.p50_ms, t.p90_ms, t.p99_ms, t.max_ms, t.mean_ms
@@ -1059,28 +1122,68 @@ fn print_text(r: &Report) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn request_budget_is_exact() {
-        let b = Budget {
-            requests: Some(3),
-            duration: Duration::from_secs(1),
+    fn budget(requests: Option<u64>, seconds: u64, rate: Option<f64>) -> Budget {
+        Budget {
+            requests,
+            duration: Duration::from_secs(seconds),
+            rate,
+            started: std::sync::OnceLock::new(),
             deadline: std::sync::OnceLock::new(),
             issued: AtomicU64::new(0),
-        };
-        assert_eq!((0..10).filter(|_| b.take()).count(), 3);
+        }
+    }
+
+    fn start(b: &Budget) -> Instant {
+        let now = Instant::now();
+        let _ = b.started.set(now);
+        let _ = b.deadline.set(now + b.duration);
+        now
+    }
+
+    #[test]
+    fn request_budget_is_exact() {
+        let b = budget(Some(3), 1, None);
+        start(&b);
+        assert_eq!((0..10).filter(|_| b.claim().is_some()).count(), 3);
     }
 
     #[test]
     fn duration_budget_needs_a_started_clock() {
-        let b = Budget {
-            requests: None,
-            duration: Duration::from_secs(60),
-            deadline: std::sync::OnceLock::new(),
-            issued: AtomicU64::new(0),
-        };
-        assert!(!b.take());
-        let _ = b.deadline.set(Instant::now() + b.duration);
-        assert!(b.take());
+        let b = budget(None, 60, None);
+        assert!(b.claim().is_none());
+        start(&b);
+        let slot = b.claim().expect("a slot");
+        assert!(slot.due.is_none(), "a closed loop has no timetable");
+    }
+
+    #[test]
+    fn open_loop_slots_follow_the_timetable() {
+        let b = budget(Some(5), 60, Some(100.0));
+        let started = start(&b);
+        let dues: Vec<Duration> = (0..5)
+            .map(|_| b.claim().and_then(|s| s.due).expect("a due slot") - started)
+            .collect();
+        let expected: Vec<Duration> = (0..5).map(|i| Duration::from_millis(i * 10)).collect();
+        assert_eq!(dues, expected);
+        assert!(b.claim().is_none(), "the request count still ends the run");
+    }
+
+    #[test]
+    fn open_loop_duration_ends_with_the_timetable() {
+        // 1 s at 10/s: exactly the slots due before the deadline, however fast they are claimed.
+        let b = budget(None, 1, Some(10.0));
+        start(&b);
+        assert_eq!((0..100).filter(|_| b.claim().is_some()).count(), 10);
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_request_waits_for_its_turn() {
+        let b = budget(Some(2), 60, Some(20.0));
+        let started = start(&b);
+        b.take().await.expect("first slot");
+        let second = b.take().await.expect("second slot");
+        assert!(Instant::now() >= started + Duration::from_millis(50));
+        assert_eq!(second.latency_origin(), started + Duration::from_millis(50));
     }
 
     #[test]
