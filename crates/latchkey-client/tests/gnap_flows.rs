@@ -286,7 +286,7 @@ async fn another_clients_key_cannot_manage_the_token() {
 }
 
 #[tokio::test]
-async fn unknown_manage_and_continue_urls_are_404() {
+async fn unknown_manage_and_continue_urls_answer_as_the_spec_lists() {
     let server = TestServer::start().await;
     let client = server.alice.client();
     let err = client
@@ -297,8 +297,19 @@ async fn unknown_manage_and_continue_urls_are_404() {
         )
         .await
         .expect_err("unknown token");
+    // auth-server.yaml has no 404 for DELETE /token/{id}: 401 invalid_client.
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(err.is_invalid_client(), "{err}");
+    let err = client
+        .token()
+        .rotate(
+            &format!("{}/token/AAAAAAAAAAAAAAAAAAAAAA", server.public_url),
+            Some("x"),
+        )
+        .await
+        .expect_err("unknown token");
     assert!(err.is_not_found(), "{err}");
-    assert!(err.code().is_some());
+    assert_eq!(err.code(), Some("invalid_rotation"), "{err}");
     let err = client
         .grant()
         .cancel(

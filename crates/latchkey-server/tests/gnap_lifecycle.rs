@@ -397,11 +397,31 @@ async fn bad_input_gets_protocol_shaped_errors_and_the_server_keeps_serving() {
             None,
         )
         .await;
-    assert_gnap_error(&reply, 404, "invalid_request");
+    // auth-server.yaml: DELETE /token/{id} answers 204, 401 or 500 (no 404); POST answers 404
+    // with `invalid_rotation`.
+    assert_gnap_error(&reply, 401, "invalid_client");
+    let reply = alice
+        .send(
+            "DELETE",
+            &server.public("/token/not-an-id"),
+            Some("x"),
+            None,
+        )
+        .await;
+    assert_gnap_error(&reply, 401, "invalid_client");
     let reply = alice
         .send("POST", &server.public("/token/not-an-id"), Some("x"), None)
         .await;
-    assert_gnap_error(&reply, 404, "invalid_request");
+    assert_gnap_error(&reply, 404, "invalid_rotation");
+    let reply = alice
+        .send(
+            "POST",
+            &server.public("/token/AAAAAAAAAAAAAAAAAAAAAA"),
+            Some("x"),
+            None,
+        )
+        .await;
+    assert_gnap_error(&reply, 404, "invalid_rotation");
     let reply = alice
         .send(
             "DELETE",

@@ -404,5 +404,10 @@ async fn refusals_from_a_real_server_exit_1_with_code_and_description() {
     )
     .await;
     run.assert_code(1);
-    assert!(run.stderr.contains("HTTP 404"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 401"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no access token is managed"),
+        "{}",
+        run.stderr
+    );
 }

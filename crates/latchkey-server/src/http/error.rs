@@ -129,8 +129,10 @@ impl GnapError {
                 DomainError::InvalidRequest(_) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, text)
                 }
+                // auth-server.yaml, `POST /token/{id}`: 404 `error-invalid-rotation`.
+                // (`DELETE` has no 404; its handler answers `invalid_client` instead.)
                 DomainError::UnknownToken => {
-                    (StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, text)
+                    (StatusCode::NOT_FOUND, ErrorCode::InvalidRotation, text)
                 }
                 DomainError::UnknownGrant => {
                     (StatusCode::NOT_FOUND, ErrorCode::InvalidContinuation, text)

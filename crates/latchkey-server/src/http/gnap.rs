@@ -220,12 +220,24 @@ async fn rotate_token(
 
 /// `DELETE /token/{id}`: RFC 9635 §6.2 revocation; idempotent (204 for a token already revoked
 /// or expired).
+///
+/// auth-server.yaml lists 204, 401 and 500 for this operation, no 404: a URL that names no
+/// token this server keeps (never issued, or purged long after it ended) cannot be checked
+/// against any client key, so the caller is refused as unauthenticated, 401 `invalid_client`.
 async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     req: RawRequest,
 ) -> Result<StatusCode, GnapError> {
-    let (token, grant) = load_managed_token(&state, &id, &req).await?;
+    let (token, grant) = load_managed_token(&state, &id, &req)
+        .await
+        .map_err(|e| match e {
+            GnapError::Domain(DomainError::UnknownToken) => GnapError::InvalidClient(
+                "no access token is managed at this URL (unknown, or removed after it ended)"
+                    .into(),
+            ),
+            other => other,
+        })?;
     state.lifecycle.revoke_token(&token).await?;
     tracing::info!(grant = %grant.id, "token revoked");
     Ok(StatusCode::NO_CONTENT)
