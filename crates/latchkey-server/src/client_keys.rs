@@ -161,7 +161,6 @@ impl ClientKeyResolver {
                     }
                     Ok(Invalidation::All)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => entries.clear(),
-                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }

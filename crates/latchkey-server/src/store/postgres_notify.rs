@@ -1,9 +1,10 @@
 //! Cross-node cache invalidation over PostgreSQL `LISTEN/NOTIFY`, and the health of that channel.
 //!
-//! The schema's triggers notify [`INVALIDATION_CHANNEL`] whenever a token or grant row changes
-//! (see `migrations/postgres/0001_gnap.sql`); nodes may also [`publish`] their own events (for
-//! example "this wallet's keys changed"). [`InvalidationFeed`] keeps one dedicated connection
-//! listening, hands every event to subscribers, and reports whether the channel can be trusted.
+//! Nodes [`publish`] events on [`INVALIDATION_CHANNEL`] ("this wallet's keys changed", for the
+//! client-key cache). [`InvalidationFeed`] keeps one dedicated connection listening, hands every
+//! event to subscribers, and reports whether the channel can be trusted. (Row triggers also
+//! notified every token, grant and OAuth row change until migration 0004 removed them: nothing
+//! caches those rows, and the triggers cost PostgreSQL time on every write.)
 //!
 //! # Fail closed
 //!
@@ -34,54 +35,30 @@ use tokio::task::JoinHandle;
 
 use super::postgres::{connect_options, db_error, PgSettings, INVALIDATION_CHANNEL};
 use super::StoreError;
-use crate::token_format::TokenHash;
 
 /// One invalidation event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
-    /// The token with this value hash changed (revoked, rotated away, deleted).
-    Token(TokenHash),
-    /// The grant with this id changed (cancelled, decided, deleted).
-    Grant(String),
     /// The client keys published at this URL (a wallet address or a JWKS URL) changed.
     ClientKeys(String),
-    /// The OAuth token with this value hash changed (revoked, deleted).
-    OAuthToken(TokenHash),
-    /// The OAuth client with this id changed (disabled, enabled, secret rotated, deleted).
-    OAuthClient(String),
     /// Events may have been missed (the channel was lost): drop every cached entry.
     All,
 }
 
 impl Invalidation {
-    /// The notification payload of the event (`token:<hex>`, `grant:<id>`, `keys:<url>`,
-    /// `oauth_token:<hex>`, `oauth_client:<id>`).
+    /// The notification payload of the event (`keys:<url>`, `all`).
     pub fn to_payload(&self) -> String {
         match self {
-            Invalidation::Token(hash) => format!("token:{}", hex::encode(hash.as_bytes())),
-            Invalidation::Grant(id) => format!("grant:{id}"),
             Invalidation::ClientKeys(url) => format!("keys:{url}"),
-            Invalidation::OAuthToken(hash) => {
-                format!("oauth_token:{}", hex::encode(hash.as_bytes()))
-            }
-            Invalidation::OAuthClient(id) => format!("oauth_client:{id}"),
             Invalidation::All => "all".to_string(),
         }
     }
 
-    /// Parses a notification payload; `None` for payloads this version does not know.
+    /// Parses a notification payload; `None` for payloads this version does not know (such as
+    /// the `token:`/`grant:` events of nodes still running the triggers 0004 removed).
     pub fn from_payload(payload: &str) -> Option<Invalidation> {
         let (kind, rest) = payload.split_once(':').unwrap_or((payload, ""));
-        let hash = || {
-            hex::decode(rest)
-                .ok()
-                .and_then(|bytes| TokenHash::from_slice(&bytes))
-        };
         match kind {
-            "token" => hash().map(Invalidation::Token),
-            "oauth_token" => hash().map(Invalidation::OAuthToken),
-            "oauth_client" if !rest.is_empty() => Some(Invalidation::OAuthClient(rest.to_string())),
-            "grant" if !rest.is_empty() => Some(Invalidation::Grant(rest.to_string())),
             "keys" if !rest.is_empty() => Some(Invalidation::ClientKeys(rest.to_string())),
             "all" => Some(Invalidation::All),
             _ => None,
@@ -406,25 +383,16 @@ mod tests {
     #[test]
     fn payloads_round_trip_and_unknown_ones_are_ignored() {
         let events = [
-            Invalidation::Token(TokenHash::of("x")),
-            Invalidation::Grant("g1".into()),
             Invalidation::ClientKeys("https://wallet.example/alice".into()),
-            Invalidation::OAuthToken(TokenHash::of("y")),
-            Invalidation::OAuthClient("c1".into()),
             Invalidation::All,
         ];
         for event in events {
             assert_eq!(Invalidation::from_payload(&event.to_payload()), Some(event));
         }
-        assert_eq!(Invalidation::from_payload("token:zz"), None);
-        assert_eq!(Invalidation::from_payload("token:abcd"), None);
-        assert_eq!(Invalidation::from_payload("grant:"), None);
+        assert_eq!(Invalidation::from_payload("keys:"), None);
         assert_eq!(Invalidation::from_payload("future-kind:1"), None);
-        // The trigger's format: 'token:' || encode(hash, 'hex').
-        let hash = TokenHash::of("abc");
-        assert_eq!(
-            Invalidation::from_payload(&format!("token:{}", hex::encode(hash.0))),
-            Some(Invalidation::Token(hash))
-        );
+        // What the triggers removed by migration 0004 sent: ignored, not misread.
+        assert_eq!(Invalidation::from_payload("token:abcd"), None);
+        assert_eq!(Invalidation::from_payload("grant:g1"), None);
     }
 }
