@@ -126,6 +126,14 @@ fn every_scenario_runs_with_zero_errors() {
         let report = server.bench(scenario, SHORT, &[]);
         assert_clean(&report, scenario, 40);
     }
+    // Open loop: 40 requests due 200 per second, so the run takes at least 195 ms.
+    let report = server.bench("grant", &["--requests", "40", "--rate", "200"], &[]);
+    assert_clean(&report, "grant", 40);
+    assert_eq!(report["offered_per_s"], 200.0, "{report}");
+    assert!(
+        report["duration_s"].as_f64().is_some_and(|d| d >= 0.195),
+        "the timetable was not kept: {report}"
+    );
     // A duration run prepares by estimate and stops on time.
     let report = server.bench("revoke", &["--duration", "1", "--prepare", "200"], &[]);
     assert_eq!(report["errors"], 0, "{report}");
