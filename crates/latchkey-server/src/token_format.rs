@@ -103,13 +103,9 @@ impl fmt::Debug for TokenHash {
 /// SQLite writer spent most of its time writing WAL frames for randomly placed index pages).
 /// It tells nobody more than when the id was issued, which its holder knows anyway.
 pub fn new_id() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
     let mut bytes = [0u8; ID_TIME_BYTES + ID_BYTES];
     // Lowest 48 bits, big-endian, so that the base64url text starts with the most significant.
-    let time = (millis as u64).to_be_bytes();
+    let time = (crate::domain::clock::now_ms() as u64).to_be_bytes();
     bytes[..ID_TIME_BYTES].copy_from_slice(&time[8 - ID_TIME_BYTES..]);
     OsRng.fill_bytes(&mut bytes[ID_TIME_BYTES..]);
     URL_SAFE_NO_PAD.encode(bytes)
