@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::domain::clock::Millis;
-use crate::domain::grant::Grant;
+use crate::domain::grant::{ClientKeySource, Grant};
 use crate::domain::interaction::Interaction;
 use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
@@ -44,6 +44,32 @@ pub enum StoreError {
     /// Opening or migrating the database failed.
     #[error("cannot open the database: {0}")]
     Open(String),
+}
+
+/// The columns of a grant row that both stores encode the same way: the client (a kind and a
+/// value: the wallet address URL, or the JWK as JSON), the access list as JSON, and `wait`.
+struct GrantColumns {
+    client_kind: &'static str,
+    client_value: String,
+    access: String,
+    wait_secs: i64,
+}
+
+impl GrantColumns {
+    fn of(grant: &Grant) -> Result<GrantColumns, StoreError> {
+        let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let (client_kind, client_value) = match &grant.client {
+            ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
+            ClientKeySource::Jwk(jwk) => ("jwk", serde_json::to_string(jwk).map_err(json)?),
+        };
+        Ok(GrantColumns {
+            client_kind,
+            client_value,
+            access: serde_json::to_string(&grant.access).map_err(json)?,
+            wait_secs: i64::try_from(grant.wait_secs)
+                .map_err(|_| StoreError::Conflict(format!("wait {} too large", grant.wait_secs)))?,
+        })
+    }
 }
 
 /// Result of [`Store::rotate_token`].

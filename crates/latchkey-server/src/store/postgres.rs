@@ -50,7 +50,7 @@ use super::postgres_group::PgGroupWriter;
 use super::postgres_oauth::client_reads;
 use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
-use super::{purge, PurgeOutcome, RotateOutcome, Store, StoreError};
+use super::{purge, GrantColumns, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -330,18 +330,6 @@ const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id 
     i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
     i.created_at AS i_created_at, i.expires_at AS i_expires_at";
 
-pub(super) fn client_to_columns(
-    client: &ClientKeySource,
-) -> Result<(&'static str, String), StoreError> {
-    Ok(match client {
-        ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
-        ClientKeySource::Jwk(jwk) => (
-            "jwk",
-            serde_json::to_string(jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
-    })
-}
-
 fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
@@ -409,11 +397,7 @@ fn interaction_from_row(row: &PgRow) -> Result<Interaction, StoreError> {
 }
 
 async fn insert_grant(conn: &mut PgConnection, grant: &Grant) -> Result<(), StoreError> {
-    let (client_kind, client_value) = client_to_columns(&grant.client)?;
-    let access =
-        serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let wait_secs = i64::try_from(grant.wait_secs)
-        .map_err(|_| StoreError::Conflict(format!("wait {} too large", grant.wait_secs)))?;
+    let columns = GrantColumns::of(grant)?;
     sqlx::query(
         "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
          access, state, wait_secs, created_at, last_continued_at) \
@@ -422,11 +406,11 @@ async fn insert_grant(conn: &mut PgConnection, grant: &Grant) -> Result<(), Stor
     .bind(&grant.id)
     .bind(&grant.continue_id)
     .bind(grant.continue_token_hash.as_bytes())
-    .bind(client_kind)
-    .bind(client_value)
-    .bind(access)
+    .bind(columns.client_kind)
+    .bind(columns.client_value)
+    .bind(columns.access)
     .bind(grant.state.as_str())
-    .bind(wait_secs)
+    .bind(columns.wait_secs)
     .bind(grant.created_at)
     .bind(grant.last_continued_at)
     .execute(conn)

@@ -64,10 +64,10 @@ use super::group::{
     GroupWriter, WriteDone, WriteOp,
 };
 use super::postgres::{
-    cancel_grant_alone, client_to_columns, create_grant_alone, db_error, revoke_token_alone,
-    rotate_token_alone, within,
+    cancel_grant_alone, create_grant_alone, db_error, revoke_token_alone, rotate_token_alone,
+    within,
 };
-use super::StoreError;
+use super::{GrantColumns, StoreError};
 use crate::domain::clock::Millis;
 
 /// The PostgreSQL side of the GNAP group commit.
@@ -239,20 +239,15 @@ async fn create_grants(
         let WriteOp::CreateGrant { grant, token } = op else {
             return Err(mixed_run());
         };
-        let (client_kind, client_value) = client_to_columns(&grant.client)?;
+        let columns = GrantColumns::of(grant)?;
         ids.push(grant.id.as_str());
         continue_ids.push(grant.continue_id.as_str());
         continue_hashes.push(grant.continue_token_hash.as_bytes());
-        kinds.push(client_kind);
-        values.push(client_value);
-        accesses.push(
-            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        );
+        kinds.push(columns.client_kind);
+        values.push(columns.client_value);
+        accesses.push(columns.access);
         states.push(grant.state.as_str());
-        waits
-            .push(i64::try_from(grant.wait_secs).map_err(|_| {
-                StoreError::Conflict(format!("wait {} too large", grant.wait_secs))
-            })?);
+        waits.push(columns.wait_secs);
         created.push(grant.created_at);
         continued.push(grant.last_continued_at);
         if let Some(token) = token {

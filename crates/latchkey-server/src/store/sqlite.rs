@@ -19,7 +19,7 @@ use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::schema::run_migrations;
 use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
 use super::sqlite_group::SqliteGroupWriter;
-use super::{purge, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
+use super::{purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -286,18 +286,6 @@ const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_i
     t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
     t.revoked_at AS t_revoked_at";
 
-pub(super) fn client_to_columns(
-    client: &ClientKeySource,
-) -> Result<(&'static str, String), StoreError> {
-    Ok(match client {
-        ClientKeySource::WalletAddress(url) => ("wallet_address", url.clone()),
-        ClientKeySource::Jwk(jwk) => (
-            "jwk",
-            serde_json::to_string(jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
-    })
-}
-
 fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
@@ -367,9 +355,7 @@ async fn insert_grant<'c, E>(executor: E, grant: &Grant) -> Result<(), StoreErro
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let (client_kind, client_value) = client_to_columns(&grant.client)?;
-    let access =
-        serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let columns = GrantColumns::of(grant)?;
     sqlx::query(
         "INSERT INTO grants (id, continue_id, continue_token_hash, client_kind, client_value, \
          access, state, wait_secs, created_at, last_continued_at) \
@@ -378,11 +364,11 @@ where
     .bind(&grant.id)
     .bind(&grant.continue_id)
     .bind(grant.continue_token_hash.as_bytes())
-    .bind(client_kind)
-    .bind(client_value)
-    .bind(access)
+    .bind(columns.client_kind)
+    .bind(columns.client_value)
+    .bind(columns.access)
     .bind(grant.state.as_str())
-    .bind(i64::try_from(grant.wait_secs).unwrap_or(i64::MAX))
+    .bind(columns.wait_secs)
     .bind(grant.created_at)
     .bind(grant.last_continued_at)
     .execute(executor)

@@ -31,10 +31,8 @@ use super::group::{
     first_targets_and_times, first_writes_sorted, mixed_run, rotation_outcomes, runs, Failure,
     GroupWriter, WriteDone, WriteOp,
 };
-use super::sqlite::{
-    cancel_grant_in, client_to_columns, create_grant_in, db_error, revoke_token_in, rotate_token_in,
-};
-use super::{RotateOutcome, StoreError};
+use super::sqlite::{cancel_grant_in, create_grant_in, db_error, revoke_token_in, rotate_token_in};
+use super::{GrantColumns, RotateOutcome, StoreError};
 use crate::domain::token::AccessTokenRecord;
 
 /// The SQLite side of the GNAP group commit, on the writer connection.
@@ -184,18 +182,16 @@ async fn create_grants(
         let WriteOp::CreateGrant { grant, token } = op else {
             return Err(mixed_run());
         };
-        let (client_kind, client_value) = client_to_columns(&grant.client)?;
-        let access =
-            serde_json::to_string(&grant.access).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let columns = GrantColumns::of(grant)?;
         grants.push(serde_json::json!([
             grant.id,
             grant.continue_id,
             hex::encode(grant.continue_token_hash.as_bytes()),
-            client_kind,
-            client_value,
-            access,
+            columns.client_kind,
+            columns.client_value,
+            columns.access,
             grant.state.as_str(),
-            i64::try_from(grant.wait_secs).unwrap_or(i64::MAX),
+            columns.wait_secs,
             grant.created_at,
             grant.last_continued_at,
         ]));
