@@ -103,13 +103,13 @@ pub struct PostgresStore {
     /// Group commit of OAuth token inserts and revocations (`postgres_oauth_group.rs`).
     oauth_writes: GroupQueue<OAuthWrite, bool>,
     /// Coalesced introspection reads.
-    lookups: Coalesced<PgTokenReads<TokenHash>>,
+    lookups: Coalesced<PgKeyedReads<TokenHash, TokenAndGrant>>,
     /// Coalesced token reads by manage id (rotation, revocation).
-    manage_lookups: Coalesced<PgTokenReads<String>>,
+    manage_lookups: Coalesced<PgKeyedReads<String, TokenAndGrant>>,
     /// Coalesced grant reads by continue id (continuation, cancel).
-    grant_lookups: Coalesced<PgKeyedReads<Grant>>,
+    grant_lookups: Coalesced<PgKeyedReads<String, Grant>>,
     /// Coalesced OAuth client reads (`postgres_oauth.rs`).
-    client_lookups: Coalesced<PgKeyedReads<OAuthClient>>,
+    client_lookups: Coalesced<PgKeyedReads<String, OAuthClient>>,
 }
 
 /// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
@@ -176,13 +176,24 @@ impl PostgresStore {
             "PostgreSQL OAuth writer",
         );
         let timeout = settings.operation_timeout;
-        let lookups = PgTokenReads::start(pool.clone(), timeout, "PostgreSQL token reader");
-        let manage_lookups =
-            PgTokenReads::start(pool.clone(), timeout, "PostgreSQL manage-id reader");
+        let lookups = token_reads(
+            pool.clone(),
+            timeout,
+            "t.hash",
+            |(t, _)| t.hash,
+            "PostgreSQL token reader",
+        );
+        let manage_lookups = token_reads(
+            pool.clone(),
+            timeout,
+            "t.manage_id",
+            |(t, _)| t.manage_id.clone(),
+            "PostgreSQL manage-id reader",
+        );
         let grant_lookups = PgKeyedReads::start(
             pool.clone(),
             timeout,
-            format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id"),
+            &format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id"),
             grant_from_row,
             |g: &Grant| g.continue_id.clone(),
             "PostgreSQL grant reader",
@@ -207,7 +218,7 @@ impl PostgresStore {
     }
 
     /// The coalesced OAuth client reads (`postgres_oauth.rs`).
-    pub(super) fn client_lookups(&self) -> &Coalesced<PgKeyedReads<OAuthClient>> {
+    pub(super) fn client_lookups(&self) -> &Coalesced<PgKeyedReads<String, OAuthClient>> {
         &self.client_lookups
     }
 
@@ -482,12 +493,10 @@ const MAX_LOOKUP_BATCH: usize = 128;
 /// Reads of coalesced lookups in flight at once (one gathers while the other reads).
 const LOOKUP_LANES: usize = 2;
 
-/// The key a [`PgTokenReads`] looks tokens up by: the value hash (introspection) or the
-/// manage id (rotation, revocation).
-pub(super) trait TokenKey: Clone + Eq + std::hash::Hash + Send + Sync + 'static {
-    /// The column, `t.hash` or `t.manage_id`.
-    const COLUMN: &'static str;
-    /// The SQL type of the column.
+/// A key coalesced reads look rows up by: a token's value hash (introspection), or a text id
+/// (manage id, continue id, OAuth client id).
+pub(super) trait PgKey: Clone + Eq + std::hash::Hash + Send + Sync + 'static {
+    /// The SQL type of the key column.
     const SQL_TYPE: &'static str;
     /// How the key is sent.
     type Bind: for<'q> sqlx::Encode<'q, sqlx::Postgres>
@@ -497,43 +506,22 @@ pub(super) trait TokenKey: Clone + Eq + std::hash::Hash + Send + Sync + 'static 
         + 'static;
     /// The key as sent.
     fn bind(&self) -> Self::Bind;
-    /// The key of a token read back.
-    fn of(token: &AccessTokenRecord) -> Self;
 }
 
-impl TokenKey for TokenHash {
-    const COLUMN: &'static str = "t.hash";
+impl PgKey for TokenHash {
     const SQL_TYPE: &'static str = "bytea";
     type Bind = Vec<u8>;
     fn bind(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
-    fn of(token: &AccessTokenRecord) -> Self {
-        token.hash
-    }
 }
 
-impl TokenKey for String {
-    const COLUMN: &'static str = "t.manage_id";
+impl PgKey for String {
     const SQL_TYPE: &'static str = "text";
     type Bind = String;
     fn bind(&self) -> String {
         self.clone()
     }
-    fn of(token: &AccessTokenRecord) -> Self {
-        token.manage_id.clone()
-    }
-}
-
-/// Token-and-grant reads (introspection by hash, management by manage id), coalesced (never
-/// cached) by [`Coalesced`]; each read is bounded by the operation timeout, so a lane never
-/// waits for ever on a dead network.
-pub(super) struct PgTokenReads<K> {
-    pool: PgPool,
-    operation_timeout: Duration,
-    /// The statements, built once: by one key and by an array of keys.
-    sql: KeyedSql,
-    key: std::marker::PhantomData<fn() -> K>,
 }
 
 /// The two statements of a coalesced lookup: by one key (`$1`) and by an array of keys.
@@ -565,96 +553,34 @@ impl KeyedSql {
     }
 }
 
-impl<K: TokenKey> PgTokenReads<K> {
-    fn start(pool: PgPool, operation_timeout: Duration, name: &'static str) -> Coalesced<Self> {
-        Coalesced::start(
-            PgTokenReads {
-                pool,
-                operation_timeout,
-                sql: KeyedSql::new(
-                    &format!(
-                        "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-                         JOIN grants g ON g.id = t.grant_id WHERE {}",
-                        K::COLUMN
-                    ),
-                    K::SQL_TYPE,
-                ),
-                key: std::marker::PhantomData,
-            },
-            LOOKUP_LANES,
-            MAX_LOOKUP_BATCH,
-            name,
-        )
-    }
-}
-
-#[async_trait]
-impl<K: TokenKey> BatchRead for PgTokenReads<K> {
-    type Key = K;
-    type Value = TokenAndGrant;
-
-    async fn one(&self, key: &K) -> Result<Option<TokenAndGrant>, StoreError> {
-        within(self.operation_timeout, async {
-            // One statement, one snapshot: the token and its grant are read as of the same
-            // instant, so a committed cancel is seen either in both or (for the token row) not
-            // before the grant row. Any revoke acknowledged before this statement started is
-            // visible (fact 1).
-            let row = sqlx::query(&self.sql.one)
-                .bind(key.bind())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-            row.as_ref().map(token_and_grant_from_row).transpose()
-        })
-        .await
-    }
-
-    async fn many(&self, keys: &[K]) -> Result<HashMap<K, TokenAndGrant>, StoreError> {
-        within(self.operation_timeout, async {
-            // The same single statement as `one`, for every key of the batch: the same
-            // snapshot argument holds for each.
-            let rows = sqlx::query(&self.sql.many)
-                .bind(keys.iter().map(K::bind).collect::<Vec<_>>())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-            rows.iter()
-                .map(|row| {
-                    let (token, grant) = token_and_grant_from_row(row)?;
-                    Ok((K::of(&token), (token, grant)))
-                })
-                .collect()
-        })
-        .await
-    }
-}
-
-/// Reads of one kind of row by a text key (grants by continue id, OAuth clients by id),
-/// coalesced like [`PgTokenReads`], each bounded by the operation timeout.
-pub(super) struct PgKeyedReads<V> {
+/// Reads of one kind of row by a unique key (tokens with their grant by hash or manage id,
+/// grants by continue id, OAuth clients by id), coalesced (never cached) by [`Coalesced`];
+/// each read is bounded by the operation timeout, so a lane never waits for ever on a dead
+/// network.
+pub(super) struct PgKeyedReads<K, V> {
     pool: PgPool,
     operation_timeout: Duration,
-    /// The statements, built once from `SELECT ... WHERE <text key column>`.
+    /// The statements, built once.
     sql: KeyedSql,
     from_row: fn(&PgRow) -> Result<V, StoreError>,
-    key_of: fn(&V) -> String,
+    key_of: fn(&V) -> K,
 }
 
-impl<V: Clone + Send + Sync + 'static> PgKeyedReads<V> {
-    /// Starts the lookup lanes on `store`'s pool.
+impl<K: PgKey, V: Clone + Send + Sync + 'static> PgKeyedReads<K, V> {
+    /// Starts the lookup lanes on `pool`; `select_where` is `SELECT ... WHERE <key column>`.
     pub(super) fn start(
         pool: PgPool,
         operation_timeout: Duration,
-        select: String,
+        select_where: &str,
         from_row: fn(&PgRow) -> Result<V, StoreError>,
-        key_of: fn(&V) -> String,
+        key_of: fn(&V) -> K,
         name: &'static str,
     ) -> Coalesced<Self> {
         Coalesced::start(
             PgKeyedReads {
                 pool,
                 operation_timeout,
-                sql: KeyedSql::new(&select, "text"),
+                sql: KeyedSql::new(select_where, K::SQL_TYPE),
                 from_row,
                 key_of,
             },
@@ -666,14 +592,14 @@ impl<V: Clone + Send + Sync + 'static> PgKeyedReads<V> {
 }
 
 #[async_trait]
-impl<V: Clone + Send + Sync + 'static> BatchRead for PgKeyedReads<V> {
-    type Key = String;
+impl<K: PgKey, V: Clone + Send + Sync + 'static> BatchRead for PgKeyedReads<K, V> {
+    type Key = K;
     type Value = V;
 
-    async fn one(&self, key: &String) -> Result<Option<V>, StoreError> {
+    async fn one(&self, key: &K) -> Result<Option<V>, StoreError> {
         within(self.operation_timeout, async {
             let row = sqlx::query(&self.sql.one)
-                .bind(key)
+                .bind(key.bind())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error)?;
@@ -682,10 +608,10 @@ impl<V: Clone + Send + Sync + 'static> BatchRead for PgKeyedReads<V> {
         .await
     }
 
-    async fn many(&self, keys: &[String]) -> Result<HashMap<String, V>, StoreError> {
+    async fn many(&self, keys: &[K]) -> Result<HashMap<K, V>, StoreError> {
         within(self.operation_timeout, async {
             let rows = sqlx::query(&self.sql.many)
-                .bind(keys)
+                .bind(keys.iter().map(K::bind).collect::<Vec<_>>())
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
@@ -695,6 +621,31 @@ impl<V: Clone + Send + Sync + 'static> BatchRead for PgKeyedReads<V> {
         })
         .await
     }
+}
+
+/// Token-and-grant reads by `column` (`t.hash` for introspection, `t.manage_id` for rotation
+/// and revocation). One statement, one snapshot: the token and its grant are read as of the
+/// same instant, so a committed cancel is seen either in both or (for the token row) not before
+/// the grant row, and any revoke acknowledged before the statement started is visible (fact 1).
+/// A batch is the same statement for every key of it: the same argument holds for each.
+fn token_reads<K: PgKey>(
+    pool: PgPool,
+    operation_timeout: Duration,
+    column: &str,
+    key_of: fn(&TokenAndGrant) -> K,
+    name: &'static str,
+) -> Coalesced<PgKeyedReads<K, TokenAndGrant>> {
+    PgKeyedReads::start(
+        pool,
+        operation_timeout,
+        &format!(
+            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+             JOIN grants g ON g.id = t.grant_id WHERE {column}"
+        ),
+        token_and_grant_from_row,
+        key_of,
+        name,
+    )
 }
 
 /// [`Store::create_grant`] in a transaction of its own (a write replayed alone, or a group of one).

@@ -153,11 +153,11 @@ pub(super) async fn revoke_token_alone(
 pub(super) fn client_reads(
     pool: PgPool,
     operation_timeout: Duration,
-) -> Coalesced<PgKeyedReads<OAuthClient>> {
+) -> Coalesced<PgKeyedReads<String, OAuthClient>> {
     PgKeyedReads::start(
         pool,
         operation_timeout,
-        format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id"),
+        &format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id"),
         client_from_row,
         |c: &OAuthClient| c.id.clone(),
         "PostgreSQL OAuth client reader",
