@@ -79,12 +79,32 @@ impl BatchRead for TokenReads {
     }
 }
 
+/// The statements of the token lookups, built once: by one key, and by a JSON array of keys.
+struct TokenSql {
+    by_hash: String,
+    by_manage_id: String,
+    by_hashes: String,
+    by_manage_ids: String,
+}
+
+static TOKEN_SQL: std::sync::LazyLock<TokenSql> = std::sync::LazyLock::new(|| {
+    let select = format!(
+        "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
+         JOIN grants g ON g.id = t.grant_id WHERE"
+    );
+    TokenSql {
+        by_hash: format!("{select} t.hash = ?1"),
+        by_manage_id: format!("{select} t.manage_id = ?1"),
+        by_hashes: format!("{select} t.hash IN (SELECT unhex(value) FROM json_each(?1))"),
+        by_manage_ids: format!("{select} t.manage_id IN (SELECT value FROM json_each(?1))"),
+    }
+});
+
 /// One read per kind of key for several distinct keys.
 async fn tokens_by_keys(
     reader: &SqlitePool,
     keys: &[TokenKey],
 ) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
-    let mut found = HashMap::with_capacity(keys.len());
     let mut hashes: Vec<String> = Vec::new();
     let mut manage_ids: Vec<&str> = Vec::new();
     for key in keys {
@@ -93,48 +113,35 @@ async fn tokens_by_keys(
             TokenKey::ManageId(id) => manage_ids.push(id),
         }
     }
-    let by_hash = !hashes.is_empty();
-    let by_manage_id = !manage_ids.is_empty();
-    let queries = [
-        (
-            by_hash,
-            "t.hash",
-            "unhex(value)",
-            serde_json::to_string(&hashes),
-        ),
-        (
-            by_manage_id,
-            "t.manage_id",
-            "value",
-            serde_json::to_string(&manage_ids),
-        ),
-    ];
-    for (wanted, column, value, list) in queries {
-        if !wanted {
-            continue;
+    let mut found = HashMap::with_capacity(keys.len());
+    if !hashes.is_empty() {
+        for (token, grant) in tokens_in_list(reader, &TOKEN_SQL.by_hashes, &hashes).await? {
+            found.insert(TokenKey::Hash(token.hash), (token, grant));
         }
-        let list = list.map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-             JOIN grants g ON g.id = t.grant_id \
-             WHERE {column} IN (SELECT {value} FROM json_each(?1))"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(list)
-            .fetch_all(reader)
-            .await
-            .map_err(db_error)?;
-        for row in &rows {
-            let token = token_from_row(row)?;
-            let key = if column == "t.hash" {
-                TokenKey::Hash(token.hash)
-            } else {
-                TokenKey::ManageId(token.manage_id.clone())
-            };
-            found.insert(key, (token, grant_from_row(row)?));
+    }
+    if !manage_ids.is_empty() {
+        for (token, grant) in tokens_in_list(reader, &TOKEN_SQL.by_manage_ids, &manage_ids).await? {
+            found.insert(TokenKey::ManageId(token.manage_id.clone()), (token, grant));
         }
     }
     Ok(found)
+}
+
+/// The tokens (with their grants) of `list`, a JSON array bound as `?1` of `sql`.
+async fn tokens_in_list(
+    reader: &SqlitePool,
+    sql: &str,
+    list: &impl serde::Serialize,
+) -> Result<Vec<TokenAndGrant>, StoreError> {
+    let list = serde_json::to_string(list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let rows = sqlx::query(sql)
+        .bind(list)
+        .fetch_all(reader)
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| Ok((token_from_row(row)?, grant_from_row(row)?)))
+        .collect()
 }
 
 /// One lookup read on its own.
@@ -142,18 +149,9 @@ async fn token_by_key_in(
     reader: &SqlitePool,
     key: &TokenKey,
 ) -> Result<Option<TokenAndGrant>, StoreError> {
-    let column = match key {
-        TokenKey::Hash(_) => "hash",
-        TokenKey::ManageId(_) => "manage_id",
-    };
-    let sql = format!(
-        "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS} FROM access_tokens t \
-         JOIN grants g ON g.id = t.grant_id WHERE t.{column} = ?1"
-    );
-    let query = sqlx::query(&sql);
     let query = match key {
-        TokenKey::Hash(hash) => query.bind(hash.as_bytes()),
-        TokenKey::ManageId(id) => query.bind(id.as_str()),
+        TokenKey::Hash(hash) => sqlx::query(&TOKEN_SQL.by_hash).bind(hash.as_bytes()),
+        TokenKey::ManageId(id) => sqlx::query(&TOKEN_SQL.by_manage_id).bind(id.as_str()),
     };
     let row = query.fetch_optional(reader).await.map_err(db_error)?;
     row.as_ref()
