@@ -84,14 +84,7 @@ impl GroupWriter for PgGroupWriter {
 
     async fn together(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
         let started = std::time::Instant::now();
-        let done = match within(self.operation_timeout, async {
-            Ok(together(&self.pool, ops).await)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => Err(Failure::Commit(e)),
-        };
+        let done = within_group(self.operation_timeout, together(&self.pool, ops)).await;
         tracing::trace!(
             writes = ops.len(),
             micros = started.elapsed().as_micros() as u64,
@@ -130,8 +123,53 @@ impl GroupWriter for PgGroupWriter {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> Failure {
+/// A connection or transaction failure: the whole group fails.
+pub(super) fn unavailable(e: sqlx::Error) -> Failure {
     Failure::Commit(db_error(e))
+}
+
+/// Runs a group's work for at most `limit`; past it, the whole group fails.
+pub(super) async fn within_group<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    within(limit, async { Ok(work.await) })
+        .await
+        .unwrap_or_else(|e| Err(Failure::Commit(e)))
+}
+
+/// After a group statement failed with `e`: each write is replayed alone, unless the
+/// connection no longer answers (a lost connection fails the whole group).
+pub(super) async fn replay_unless_lost(
+    conn: &mut PgConnection,
+    e: StoreError,
+    writes: usize,
+) -> Failure {
+    if let Err(lost) = conn.ping().await {
+        return unavailable(lost);
+    }
+    tracing::debug!(error = %e, writes, "group statement failed; replaying each write alone");
+    Failure::Write
+}
+
+/// Ends a group's transaction: commits what `applied` holds, or rolls back and has each write
+/// replayed alone.
+pub(super) async fn settle<T>(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    applied: Result<T, StoreError>,
+    writes: usize,
+) -> Result<T, Failure> {
+    match applied {
+        Ok(done) => {
+            tx.commit().await.map_err(unavailable)?;
+            Ok(done)
+        }
+        Err(e) => {
+            tx.rollback().await.map_err(unavailable)?;
+            tracing::debug!(error = %e, writes, "group failed; replaying each write alone");
+            Err(Failure::Write)
+        }
+    }
 }
 
 async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Failure> {
@@ -141,12 +179,7 @@ async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Fail
         if matches!(ops[0], WriteOp::CreateGrant { .. } | WriteOp::Revoke { .. }) {
             return match apply_run(&mut conn, &ops[run.clone()]).await {
                 Ok(done) => Ok(done),
-                Err(e) => {
-                    // Replay alone only if the connection still answers: a lost one fails all.
-                    conn.ping().await.map_err(unavailable)?;
-                    tracing::debug!(error = %e, writes = ops.len(), "group statement failed; replaying each write alone");
-                    Err(Failure::Write)
-                }
+                Err(e) => Err(replay_unless_lost(&mut conn, e, ops.len()).await),
             };
         }
     }
@@ -160,17 +193,7 @@ async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Fail
         Ok::<_, StoreError>(results)
     }
     .await;
-    match applied {
-        Ok(results) => {
-            tx.commit().await.map_err(unavailable)?;
-            Ok(results)
-        }
-        Err(e) => {
-            tx.rollback().await.map_err(unavailable)?;
-            tracing::debug!(error = %e, writes = ops.len(), "group failed; replaying each write alone");
-            Err(Failure::Write)
-        }
-    }
+    settle(tx, applied, ops.len()).await
 }
 
 /// Step 2 of the module doc: every grant row the group's rotations and cancels touch, locked
@@ -207,10 +230,21 @@ async fn apply_run(conn: &mut PgConnection, run: &[WriteOp]) -> Result<Vec<Write
     }
 }
 
-/// For a run of revocations (or of cancels): the first write of each row, sorted, as two
-/// arrays: the row's key (manage id, grant id) and the write's time.
-fn rows_and_times(run: &[WriteOp]) -> Result<(Vec<&str>, Vec<Millis>), StoreError> {
-    Ok(first_targets_and_times(run)?.into_iter().unzip())
+/// Runs `sql` for a run of revocations (or of cancels), with the first write of each row,
+/// sorted, as two arrays: `$1` the row keys (manage ids, grant ids), `$2` the writes' times.
+async fn update_first_rows(
+    conn: &mut PgConnection,
+    run: &[WriteOp],
+    sql: &'static str,
+) -> Result<Vec<WriteDone>, StoreError> {
+    let (ids, nows): (Vec<&str>, Vec<Millis>) = first_targets_and_times(run)?.into_iter().unzip();
+    sqlx::query(sql)
+        .bind(ids)
+        .bind(nows)
+        .execute(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(vec![WriteDone::Done; run.len()])
 }
 
 async fn create_grants(
@@ -333,19 +367,15 @@ async fn revoke_tokens(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // First revocation of a token wins (it sets `revoked_at`); later ones change nothing.
-    let (ids, nows) = rows_and_times(run)?;
     // The same conditional update as a revoke of its own, per row.
-    sqlx::query(
+    update_first_rows(
+        conn,
+        run,
         "UPDATE access_tokens AS t SET revoked_at = i.now \
          FROM unnest($1::text[], $2::int8[]) AS i(manage_id, now) \
          WHERE t.manage_id = ANY($1) AND t.manage_id = i.manage_id AND t.revoked_at IS NULL",
     )
-    .bind(ids)
-    .bind(nows)
-    .execute(conn)
     .await
-    .map_err(db_error)?;
-    Ok(vec![WriteDone::Done; run.len()])
 }
 
 async fn rotate_tokens(
@@ -418,21 +448,17 @@ async fn cancel_grants(
     run: &[WriteOp],
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
-    let (ids, nows) = rows_and_times(run)?;
     // The grant rows are locked already (step 2), by an earlier statement: this statement's
     // snapshot holds every token committed before that, including successors of rotations
     // that held the lock before us, and the successors of this group's earlier runs.
-    sqlx::query(
+    update_first_rows(
+        conn,
+        run,
         "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i(grant_id, now)), \
          g AS (UPDATE grants SET state = 'revoked', finalized_at = i.now FROM i \
          WHERE grants.id = ANY($1) AND grants.id = i.grant_id AND grants.state <> 'revoked') \
          UPDATE access_tokens AS t SET revoked_at = i.now FROM i \
          WHERE t.grant_id = ANY($1) AND t.grant_id = i.grant_id AND t.revoked_at IS NULL",
     )
-    .bind(ids)
-    .bind(nows)
-    .execute(conn)
     .await
-    .map_err(db_error)?;
-    Ok(vec![WriteDone::Done; run.len()])
 }

@@ -31,11 +31,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::{Acquire, Connection, Row};
+use sqlx::{Acquire, Row};
 
 use super::group::{Failure, GroupWriter};
 use super::oauth::{first_revocations, outcomes, OAuthWrite};
 use super::postgres::{db_error, within};
+use super::postgres_group::{replay_unless_lost, settle, unavailable, within_group};
 use super::postgres_oauth::{insert_token_alone, revoke_token_alone};
 use super::StoreError;
 use crate::token_format::TokenHash;
@@ -53,14 +54,7 @@ impl GroupWriter for PgOAuthGroupWriter {
     type Done = bool;
 
     async fn together(&self, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failure> {
-        match within(self.operation_timeout, async {
-            Ok(together(&self.pool, ops).await)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => Err(Failure::Commit(e)),
-        }
+        within_group(self.operation_timeout, together(&self.pool, ops)).await
     }
 
     async fn alone(&self, op: &OAuthWrite) -> Result<bool, StoreError> {
@@ -78,10 +72,6 @@ impl GroupWriter for PgOAuthGroupWriter {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> Failure {
-    Failure::Commit(db_error(e))
-}
-
 async fn together(pool: &PgPool, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failure> {
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     let runs: Vec<&[OAuthWrite]> = ops
@@ -90,12 +80,7 @@ async fn together(pool: &PgPool, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failur
     if let [run] = runs.as_slice() {
         return match write_run(&mut conn, run).await {
             Ok(done) => Ok(done),
-            Err(e) => {
-                // Replay alone only if the connection still answers: a lost one fails all.
-                conn.ping().await.map_err(unavailable)?;
-                tracing::debug!(error = %e, writes = ops.len(), "oauth group statement failed; replaying each write alone");
-                Err(Failure::Write)
-            }
+            Err(e) => Err(replay_unless_lost(&mut conn, e, ops.len()).await),
         };
     }
     // A mixed group: every insert first, then every revocation, whatever their arrival order.
@@ -118,22 +103,13 @@ async fn together(pool: &PgPool, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failur
         Ok::<_, StoreError>(done)
     }
     .await;
-    match applied {
-        Ok(done) => {
-            tx.commit().await.map_err(unavailable)?;
-            // Back to arrival order: `done[k]` is the outcome of `ops[inserts_first[k]]`.
-            let mut in_order = vec![false; ops.len()];
-            for (k, outcome) in done.into_iter().enumerate() {
-                in_order[inserts_first[k]] = outcome;
-            }
-            Ok(in_order)
-        }
-        Err(e) => {
-            tx.rollback().await.map_err(unavailable)?;
-            tracing::debug!(error = %e, writes = ops.len(), "oauth group failed; replaying each write alone");
-            Err(Failure::Write)
-        }
+    let done = settle(tx, applied, ops.len()).await?;
+    // Back to arrival order: `done[k]` is the outcome of `ops[inserts_first[k]]`.
+    let mut in_order = vec![false; ops.len()];
+    for (k, outcome) in done.into_iter().enumerate() {
+        in_order[inserts_first[k]] = outcome;
     }
+    Ok(in_order)
 }
 
 /// One statement for a run of inserts (or of revocations); one outcome per write, in order.
