@@ -357,8 +357,8 @@ impl OAuthStore for SqliteStore {
     }
 }
 
-/// Most OAuth writes committed together by [`SqliteOAuthStore`].
-pub const MAX_GROUP_COMMIT: usize = 256;
+/// Most client lookups [`SqliteOAuthStore`] answers with one read.
+const MAX_CLIENT_LOOKUP_BATCH: usize = 256;
 
 /// One queued OAuth write (for the SQLite and PostgreSQL group commits).
 #[derive(Debug, Clone)]
@@ -418,8 +418,8 @@ pub(super) fn outcomes(
 /// revocations (RFC 7009).
 ///
 /// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Writes arriving
-/// while a commit is under way queue up and go into the next transaction together (up to
-/// [`MAX_GROUP_COMMIT`]), so one fsync serves many requests. Each consecutive run of inserts
+/// while a commit is under way queue up and go into the next transaction together (up to 256,
+/// the group queue's `MAX_GROUP`), so one fsync serves many requests. Each consecutive run of inserts
 /// (or of revocations) is **one SQL statement** over a JSON array of rows, so a group costs one
 /// hand-off to the writer connection's thread per run instead of one per request. Each caller
 /// is answered only after the commit that holds its write, so a write is as durable as before,
@@ -488,7 +488,7 @@ impl SqliteOAuthStore {
         let lookups = Coalesced::start(
             ClientReads(db.clone()),
             1,
-            MAX_GROUP_COMMIT,
+            MAX_CLIENT_LOOKUP_BATCH,
             "OAuth client reader",
         );
         SqliteOAuthStore {
