@@ -98,17 +98,14 @@ impl<R: BatchRead> Coalesced<R> {
     }
 
     /// Looks `key` up: directly when no other lookup is under way, else through a lane.
-    pub(super) async fn lookup(&self, key: &R::Key) -> Result<Option<R::Value>, StoreError> {
+    pub(super) async fn lookup(&self, key: R::Key) -> Result<Option<R::Value>, StoreError> {
         let (_counted, alone) = self.in_flight.enter();
         if alone {
-            return self.reader.one(key).await;
+            return self.reader.one(&key).await;
         }
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable(format!("the {} has stopped", self.name));
-        self.sender
-            .send((key.clone(), reply))
-            .await
-            .map_err(|_| gone())?;
+        self.sender.send((key, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }

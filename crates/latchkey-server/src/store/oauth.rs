@@ -614,7 +614,7 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.insert_client(client).await
     }
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.lookups.lookup(&id.to_string()).await
+        self.lookups.lookup(id.to_string()).await
     }
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
         self.db.list_clients().await

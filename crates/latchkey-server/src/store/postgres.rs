@@ -799,7 +799,7 @@ impl Store for PostgresStore {
     }
 
     async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
-        self.bounded(self.grant_lookups.lookup(&continue_id.to_string()))
+        self.bounded(self.grant_lookups.lookup(continue_id.to_string()))
             .await
     }
 
@@ -807,7 +807,7 @@ impl Store for PostgresStore {
         &self,
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.bounded(self.manage_lookups.lookup(&manage_id.to_string()))
+        self.bounded(self.manage_lookups.lookup(manage_id.to_string()))
             .await
     }
 
@@ -815,7 +815,7 @@ impl Store for PostgresStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.bounded(self.lookups.lookup(hash)).await
+        self.bounded(self.lookups.lookup(*hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {

@@ -188,7 +188,7 @@ impl OAuthStore for PostgresStore {
     }
 
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.bounded(self.client_lookups().lookup(&id.to_string()))
+        self.bounded(self.client_lookups().lookup(id.to_string()))
             .await
     }
 

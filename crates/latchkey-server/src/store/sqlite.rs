@@ -512,7 +512,7 @@ impl Store for SqliteStore {
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
         self.lookups
-            .lookup(&TokenKey::ManageId(manage_id.to_string()))
+            .lookup(TokenKey::ManageId(manage_id.to_string()))
             .await
     }
 
@@ -520,7 +520,7 @@ impl Store for SqliteStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.lookups.lookup(&TokenKey::Hash(*hash)).await
+        self.lookups.lookup(TokenKey::Hash(*hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
