@@ -1954,6 +1954,78 @@ mod sqlite_only {
         let store = db.open().await;
         super::one_group_keeps_each_outcome_in_order(store, async {}).await;
     }
+
+    /// The writer thread waits for a write lock another connection holds (here another
+    /// process's, as the `oauth-client` command beside a running server would hold it), instead
+    /// of failing with "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hot_writes_wait_for_another_connections_lock() {
+        let db = TestDb::sqlite().await;
+        let store = db.open().await;
+        let mut other = sqlx::SqliteConnection::connect(db.url())
+            .await
+            .expect("connect");
+        other
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .expect("take the lock");
+        let now = now_ms();
+        let grant = issued_grant(now);
+        let token = token_for(&grant, now);
+        let (created, ()) = tokio::join!(store.create_grant(&grant, Some(&token)), async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            other.execute("COMMIT").await.expect("release the lock");
+        });
+        created.expect("the write waited for the lock");
+        assert_eq!(stored(&store, &token.manage_id).await, token);
+    }
+
+    /// Hot-path writes (on the writer thread) and the other writes (on the sqlx writer
+    /// connection) run on two connections to one database at once: every one of them succeeds,
+    /// each waiting for the other's write lock when it finds it taken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hot_and_other_writes_interleave() {
+        let db = TestDb::sqlite().await;
+        let store::Stores { gnap: store, oauth } =
+            store::open_stores(db.url()).await.expect("open");
+        let client = oauth_client(now_ms());
+        oauth.insert_client(&client).await.expect("client");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (store, oauth, client) = (store.clone(), oauth.clone(), client.clone());
+            tasks.spawn(async move {
+                let now = now_ms();
+                // Hot path: issue, rotate, an OAuth token.
+                let (grant, token) = issued(&store).await;
+                let successor = token_for(&grant, now);
+                let rotated = store
+                    .rotate_token(&token.manage_id, &successor, now)
+                    .await
+                    .expect("rotate");
+                assert_eq!(rotated, RotateOutcome::Rotated);
+                let inserted = oauth
+                    .insert_token(&oauth_token(&client, now))
+                    .await
+                    .expect("oauth token");
+                assert!(inserted);
+                // The others: an interactive grant approved, a purge, a client re-enabled.
+                let pending = grant_with(wallet(), GrantState::Pending, now);
+                store
+                    .create_interactive_grant(&pending, &interaction_for(&pending, now))
+                    .await
+                    .expect("interactive grant");
+                assert!(store
+                    .decide_grant(&pending.id, i % 2 == 0, now)
+                    .await
+                    .expect("decide"));
+                store.purge_expired(now - 1_000, 100).await.expect("purge");
+                assert!(oauth.enable_client(&client.id).await.expect("enable"));
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("every write succeeded");
+        }
+    }
 }
 
 mod postgres_only {

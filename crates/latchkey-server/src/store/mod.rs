@@ -16,6 +16,7 @@ mod schema;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_group;
+mod sqlite_writer;
 
 pub use oauth::{OAuthStore, SharedOAuthStore};
 pub use schema::{AppliedMigration, MigrationReport};

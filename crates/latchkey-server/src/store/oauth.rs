@@ -9,8 +9,8 @@ use sqlx::Row;
 use std::sync::Arc;
 
 use super::coalesce::{BatchRead, Coalesced};
-use super::group::{Failure, GroupQueue, GroupWriter};
-use super::sqlite::SqliteStore;
+use super::sqlite::{SqliteStore, IMMEDIATE};
+use super::sqlite_writer::write_error;
 use super::StoreError;
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
@@ -236,7 +236,11 @@ impl OAuthStore for SqliteStore {
     }
 
     async fn disable_client(&self, id: &str, now: Millis) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        let mut tx = self
+            .writer()
+            .begin_with(IMMEDIATE)
+            .await
+            .map_err(db_error)?;
         let found = sqlx::query(
             "UPDATE oauth_clients SET disabled_at = COALESCE(disabled_at, ?2) WHERE id = ?1",
         )
@@ -272,7 +276,11 @@ impl OAuthStore for SqliteStore {
         now: Millis,
         revoke_tokens: bool,
     ) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        let mut tx = self
+            .writer()
+            .begin_with(IMMEDIATE)
+            .await
+            .map_err(db_error)?;
         let found = sqlx::query(
             "UPDATE oauth_clients SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
         )
@@ -297,7 +305,11 @@ impl OAuthStore for SqliteStore {
     }
 
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await.map_err(db_error)?;
+        let mut tx = self
+            .writer()
+            .begin_with(IMMEDIATE)
+            .await
+            .map_err(db_error)?;
         // Explicit, so the outcome does not depend on the connection's foreign_keys pragma.
         sqlx::query("DELETE FROM oauth_tokens WHERE client_id = ?1")
             .bind(id)
@@ -417,17 +429,16 @@ pub(super) fn outcomes(
 /// commit** of the two OAuth hot-path writes, token inserts (`client_credentials`) and
 /// revocations (RFC 7009).
 ///
-/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Writes arriving
-/// while a commit is under way queue up and go into the next transaction together (up to 256,
-/// the group queue's `MAX_GROUP`), so one fsync serves many requests. Each consecutive run of inserts
-/// (or of revocations) is **one SQL statement** over a JSON array of rows, so a group costs one
-/// hand-off to the writer connection's thread per run instead of one per request. Each caller
-/// is answered only after the commit that holds its write, so a write is as durable as before,
-/// and the runs are applied in arrival order with the outcome each write would have had alone
-/// (an insert only for an enabled client; a revocation only of a token of the requesting
-/// client that is not revoked yet). If a group fails, each of its writes is replayed in its own
-/// transaction, so one bad write never fails another. Every other method goes straight to
-/// [`SqliteStore`].
+/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Both writes go to
+/// the store's writer thread ([`super::sqlite_writer`]), which commits everything that arrived
+/// while its previous commit was under way in one transaction, GNAP writes included, so one
+/// fsync serves many requests. Each consecutive run of inserts (or of revocations) is **one SQL
+/// statement** over a JSON array of rows ([`apply_oauth_run`]). Each caller is answered only
+/// after the commit that holds its write, so a write is as durable as before, and the runs are
+/// applied in arrival order with the outcome each write would have had alone (an insert only
+/// for an enabled client; a revocation only of a token of the requesting client that is not
+/// revoked yet). If a group fails, each of its writes is replayed in its own transaction, so
+/// one bad write never fails another. Every other method goes straight to [`SqliteStore`].
 ///
 /// Client lookups (every OAuth request authenticates its client) are **coalesced**, not
 /// cached: a task takes every lookup that arrived while the previous read ran and answers them
@@ -437,7 +448,6 @@ pub(super) fn outcomes(
 /// connection's thread per request.
 pub struct SqliteOAuthStore {
     db: SqliteStore,
-    writes: GroupQueue<OAuthWrite, bool>,
     lookups: Coalesced<ClientReads>,
 }
 
@@ -481,81 +491,28 @@ async fn clients_by_ids(
 }
 
 impl SqliteOAuthStore {
-    /// Wraps `db` and starts the group-commit task (needs a Tokio runtime; the task ends
+    /// Wraps `db` and starts the client-lookup task (needs a Tokio runtime; the task ends
     /// when the store is dropped).
     pub fn new(db: SqliteStore) -> Self {
-        let writes = GroupQueue::start(SqliteOAuthWriter(db.clone()), 1, "OAuth token writer");
         let lookups = Coalesced::start(
             ClientReads(db.clone()),
             1,
             MAX_CLIENT_LOOKUP_BATCH,
             "OAuth client reader",
         );
-        SqliteOAuthStore {
-            db,
-            writes,
-            lookups,
-        }
+        SqliteOAuthStore { db, lookups }
     }
 
     async fn submit(&self, write: OAuthWrite) -> Result<bool, StoreError> {
-        self.writes.submit(write).await
+        self.db.writes().oauth(write).await
     }
 }
 
-/// The SQLite side of the OAuth group commit, on the writer connection.
-struct SqliteOAuthWriter(SqliteStore);
-
-#[async_trait]
-impl GroupWriter for SqliteOAuthWriter {
-    type Op = OAuthWrite;
-    type Done = bool;
-
-    /// One statement per run of same-kind writes, in one transaction when there is more than
-    /// one run (a single statement is its own transaction). Any failure (of a write, or of the
-    /// group statement) replays each write alone: one bad write must not fail the others.
-    async fn together(&self, ops: &[OAuthWrite]) -> Result<Vec<bool>, Failure> {
-        write_group(&self.0, ops).await.map_err(|e| {
-            tracing::warn!(error = %e, writes = ops.len(), "oauth group commit failed; replaying each write alone");
-            Failure::Write
-        })
-    }
-
-    async fn alone(&self, write: &OAuthWrite) -> Result<bool, StoreError> {
-        let db = &self.0;
-        match write {
-            OAuthWrite::Insert(token) => insert_token_in(db.writer(), token).await,
-            OAuthWrite::Revoke {
-                hash,
-                client_id,
-                now,
-            } => revoke_token_in(db.writer(), hash, client_id, *now).await,
-        }
-    }
-}
-
-async fn write_group(db: &SqliteStore, ops: &[OAuthWrite]) -> Result<Vec<bool>, StoreError> {
-    let runs: Vec<&[OAuthWrite]> = ops
-        .chunk_by(|a, b| a.is_insert() == b.is_insert())
-        .collect();
-    let mut done = Vec::with_capacity(ops.len());
-    if let [run] = runs.as_slice() {
-        let mut conn = db.writer().acquire().await.map_err(db_error)?;
-        done.extend(write_run(&mut conn, run).await?);
-        return Ok(done);
-    }
-    let mut tx = db.writer().begin().await.map_err(db_error)?;
-    for run in runs {
-        done.extend(write_run(&mut tx, run).await?);
-    }
-    tx.commit().await.map_err(db_error)?;
-    Ok(done)
-}
-
-/// One statement for a run of inserts (or of revocations): the rows go in as one JSON array
-/// (`json_each`), the affected rows come back with `RETURNING`.
-async fn write_run(
-    conn: &mut sqlx::SqliteConnection,
+/// One statement for a run of inserts (or of revocations), in the writer thread's transaction
+/// ([`super::sqlite_writer`]): the rows go in as one JSON array (`json_each`), the affected
+/// rows come back with `RETURNING`.
+pub(super) fn apply_oauth_run(
+    tx: &rusqlite::Transaction<'_>,
     run: &[OAuthWrite],
 ) -> Result<Vec<bool>, StoreError> {
     let mut rows = Vec::with_capacity(run.len());
@@ -594,16 +551,17 @@ async fn write_run(
          WHERE oauth_tokens.hash = unhex(j.value ->> 0) AND oauth_tokens.client_id = j.value ->> 1 \
          AND oauth_tokens.revoked_at IS NULL RETURNING hash, client_id"
     };
-    let returned = sqlx::query(sql)
-        .bind(rows)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    let returned: Vec<(Vec<u8>, String)> = tx
+        .prepare_cached(sql)
+        .and_then(|mut statement| {
+            statement
+                .query_map([rows], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(write_error)?;
     let mut affected = std::collections::HashSet::with_capacity(returned.len());
-    for row in &returned {
-        let hash = hash_from(row.try_get("hash").map_err(corrupt)?)?;
-        let client_id: String = row.try_get("client_id").map_err(corrupt)?;
-        affected.insert((hash, client_id));
+    for (hash, client_id) in returned {
+        affected.insert((hash_from(hash)?, client_id));
     }
     Ok(outcomes(run, affected))
 }

@@ -1,24 +1,26 @@
 //! SQLite store: WAL journal, `synchronous=FULL` (an acknowledged write survives `kill -9` and
-//! power loss), one writer connection (SQLite serialises writers anyway; one connection avoids
-//! `SQLITE_BUSY` upgrades) and a pool of readers. The GNAP hot-path writes (grant, rotate,
-//! revoke, cancel) share commits through [`super::sqlite_group`].
+//! power loss), and a pool of readers. The hot-path writes (GNAP grant, rotate, revoke,
+//! cancel; OAuth token insert and revocation) share commits on the writer thread
+//! ([`super::sqlite_writer`]); the rare others (interactions, OAuth client administration,
+//! purges) go through one sqlx writer connection, whose transactions take the write lock when
+//! they begin ([`IMMEDIATE`]).
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::coalesce::{BatchRead, Coalesced};
-use super::group::{GroupQueue, WriteDone, WriteOp};
+use super::group::WriteOp;
 use super::schema::run_migrations;
 use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
-use super::sqlite_group::SqliteGroupWriter;
+use super::sqlite_writer::SqliteWriter;
 use super::{purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
@@ -31,12 +33,12 @@ use crate::token_format::TokenHash;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Background WAL checkpoints ([`super::sqlite_checkpoint`]); none for `:memory:`.
-    checkpointer: Option<SqlitePool>,
+    /// Background WAL checkpoints ([`super::sqlite_checkpoint`]).
+    checkpointer: SqlitePool,
     /// Held by every handle of this store; the checkpoint task stops once none is left.
     _alive: Arc<()>,
-    /// Group commit of the GNAP writes, on `writer`.
-    writes: GroupQueue<WriteOp, WriteDone>,
+    /// The writer thread: group commit of the hot-path writes.
+    writes: SqliteWriter,
     /// Coalesced introspection reads, on `reader`.
     lookups: Coalesced<TokenReads>,
 }
@@ -160,7 +162,13 @@ async fn token_by_key_in(
 }
 
 impl SqliteStore {
-    /// The single writer connection (for sibling store traits, e.g. `store::oauth`).
+    /// The sqlx writer connection, for the writes that are not on the hot path (for sibling
+    /// store traits, e.g. `store::oauth`); its transactions begin with [`IMMEDIATE`].
+    /// The writer thread.
+    pub(super) fn writes(&self) -> &SqliteWriter {
+        &self.writes
+    }
+
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
     }
@@ -197,7 +205,14 @@ impl SqliteStore {
             // temporary file that is created, written and closed per statement (issue 7: 12 % of
             // the writer's time in a grant profile). They hold one statement's pages at most.
             .pragma("temp_store", "memory");
-        let in_memory = url.contains(":memory:");
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Open(
+                "an in-memory SQLite database is not supported: the store writes and reads \
+                 through separate connections, each of which would see a database of its own; \
+                 use a file (sqlite:///path/to/latchkey.db)"
+                    .into(),
+            ));
+        }
         // `test_before_acquire(false)`: sqlx would otherwise ping every connection each time it
         // leaves the pool, one more round trip to the connection's worker thread per query, and
         // a local file cannot hang up like a network peer (issue 7: +7 % on introspection).
@@ -219,32 +234,27 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Open(e.to_string()))?;
             run_migrations(&MIGRATOR, &mut *conn, "sqlite").await?
         };
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(8)
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone().read_only(true))
-                .await
-                .map_err(|e| StoreError::Open(e.to_string()))?
-        };
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone().read_only(true))
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
         let alive = Arc::new(());
-        let checkpointer = if in_memory {
-            None
-        } else {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone())
-                .await
-                .map_err(|e| StoreError::Open(e.to_string()))?;
-            sqlite_checkpoint::start(pool.clone(), options.get_filename(), Arc::downgrade(&alive));
-            Some(pool)
-        };
-        let writes = GroupQueue::start(SqliteGroupWriter(writer.clone()), 1, "SQLite writer");
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        sqlite_checkpoint::start(
+            checkpointer.clone(),
+            options.get_filename(),
+            Arc::downgrade(&alive),
+        );
+        let writes = SqliteWriter::start(options.get_filename(), WRITER_AUTOCHECKPOINT_PAGES)?;
         let lookups = Coalesced::start(
             TokenReads(reader.clone()),
             LOOKUP_LANES,
@@ -264,6 +274,12 @@ impl SqliteStore {
         ))
     }
 }
+
+/// How every transaction on the sqlx writer connection begins: taking the write lock at once,
+/// because the writer thread ([`SqliteWriter`]) writes to the same database from a connection
+/// of its own. A deferred transaction that read first could fail to upgrade its lock
+/// (`SQLITE_BUSY_SNAPSHOT`) instead of waiting for the other writer.
+pub(super) const IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
 pub(super) fn db_error(e: sqlx::Error) -> StoreError {
     match e {
@@ -395,92 +411,6 @@ where
     Ok(())
 }
 
-/// [`Store::create_grant`] inside the caller's transaction.
-pub(super) async fn create_grant_in(
-    conn: &mut SqliteConnection,
-    grant: &Grant,
-    token: Option<&AccessTokenRecord>,
-) -> Result<(), StoreError> {
-    insert_grant(&mut *conn, grant).await?;
-    if let Some(token) = token {
-        insert_token(&mut *conn, token).await?;
-    }
-    Ok(())
-}
-
-/// [`Store::revoke_token`] inside the caller's transaction.
-pub(super) async fn revoke_token_in(
-    conn: &mut SqliteConnection,
-    manage_id: &str,
-    now: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE access_tokens SET revoked_at = ?2 WHERE manage_id = ?1 AND revoked_at IS NULL",
-    )
-    .bind(manage_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-/// [`Store::rotate_token`] inside the caller's transaction. [`RotateOutcome::NotLive`]
-/// changes nothing.
-pub(super) async fn rotate_token_in(
-    conn: &mut SqliteConnection,
-    old_manage_id: &str,
-    successor: &AccessTokenRecord,
-    now: Millis,
-) -> Result<RotateOutcome, StoreError> {
-    // The conditional update is the rotation's lock: only one caller can turn the old token
-    // from unrevoked to revoked, and a cancelled grant's tokens cannot be rotated.
-    let killed = sqlx::query(
-        "UPDATE access_tokens SET revoked_at = ?2, rotated_to = ?3 \
-         WHERE manage_id = ?1 AND revoked_at IS NULL \
-         AND EXISTS (SELECT 1 FROM grants g WHERE g.id = access_tokens.grant_id \
-                     AND g.state <> 'revoked')",
-    )
-    .bind(old_manage_id)
-    .bind(now)
-    .bind(&successor.manage_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    if killed != 1 {
-        return Ok(RotateOutcome::NotLive);
-    }
-    insert_token(&mut *conn, successor).await?;
-    Ok(RotateOutcome::Rotated)
-}
-
-/// [`Store::cancel_grant`] inside the caller's transaction.
-pub(super) async fn cancel_grant_in(
-    conn: &mut SqliteConnection,
-    grant_id: &str,
-    now: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE grants SET state = 'revoked', finalized_at = ?2 \
-         WHERE id = ?1 AND state <> 'revoked'",
-    )
-    .bind(grant_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    sqlx::query(
-        "UPDATE access_tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
-    )
-    .bind(grant_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_grant(
@@ -489,7 +419,7 @@ impl Store for SqliteStore {
         token: Option<&AccessTokenRecord>,
     ) -> Result<(), StoreError> {
         self.writes
-            .submit(WriteOp::CreateGrant {
+            .gnap(WriteOp::CreateGrant {
                 grant: Box::new(grant.clone()),
                 token: token.cloned(),
             })
@@ -525,7 +455,7 @@ impl Store for SqliteStore {
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
         self.writes
-            .submit(WriteOp::Revoke {
+            .gnap(WriteOp::Revoke {
                 manage_id: manage_id.to_string(),
                 now,
             })
@@ -541,7 +471,7 @@ impl Store for SqliteStore {
     ) -> Result<RotateOutcome, StoreError> {
         let done = self
             .writes
-            .submit(WriteOp::Rotate {
+            .gnap(WriteOp::Rotate {
                 old_manage_id: old_manage_id.to_string(),
                 successor: successor.clone(),
                 now,
@@ -552,7 +482,7 @@ impl Store for SqliteStore {
 
     async fn cancel_grant(&self, grant_id: &str, now: Millis) -> Result<(), StoreError> {
         self.writes
-            .submit(WriteOp::Cancel {
+            .gnap(WriteOp::Cancel {
                 grant_id: grant_id.to_string(),
                 now,
             })
@@ -569,16 +499,15 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.close().await;
-        }
+        self.checkpointer.close().await;
+        self.writes.close().await;
         self.writer.close().await;
         self.reader.close().await;
     }
 
     async fn purge_expired(&self, before: Millis, limit: u32) -> Result<PurgeOutcome, StoreError> {
         // One writer connection: no other node, no lock needed.
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin_with(IMMEDIATE).await.map_err(db_error)?;
         let tokens = sqlx::query(purge::TOKENS)
             .bind(before)
             .bind(i64::from(limit))
@@ -606,7 +535,7 @@ impl Store for SqliteStore {
         grant: &Grant,
         interaction: &Interaction,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin_with(IMMEDIATE).await.map_err(db_error)?;
         insert_grant(&mut *tx, grant).await?;
         sqlx::query(
             "INSERT INTO interactions (id, nonce, grant_id, finish_uri, client_nonce, \
@@ -705,7 +634,7 @@ impl Store for SqliteStore {
         interaction_id: &str,
         interact_ref: &str,
     ) -> Result<String, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin_with(IMMEDIATE).await.map_err(db_error)?;
         sqlx::query(
             "UPDATE interactions SET interact_ref = ?2 WHERE id = ?1 AND interact_ref IS NULL",
         )
@@ -731,7 +660,7 @@ impl Store for SqliteStore {
         token: &AccessTokenRecord,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin_with(IMMEDIATE).await.map_err(db_error)?;
         let changed = sqlx::query(
             "UPDATE grants SET state = 'issued', finalized_at = ?2 \
              WHERE id = ?1 AND state = 'approved'",
