@@ -1955,6 +1955,20 @@ mod sqlite_only {
         super::one_group_keeps_each_outcome_in_order(store, async {}).await;
     }
 
+    /// An in-memory database is refused with a reason, not opened as several empty databases.
+    #[tokio::test]
+    async fn in_memory_database_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://file:x?mode=memory"] {
+            match store::open(url).await {
+                Err(StoreError::Open(message)) => {
+                    assert!(message.contains("in-memory"), "{url}: {message}")
+                }
+                Err(other) => panic!("{url}: {other}"),
+                Ok(_) => panic!("{url} opened"),
+            }
+        }
+    }
+
     /// The writer thread waits for a write lock another connection holds (here another
     /// process's, as the `oauth-client` command beside a running server would hold it), instead
     /// of failing with "database is locked".

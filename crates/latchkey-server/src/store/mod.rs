@@ -224,8 +224,9 @@ fn unsupported_scheme(database_url: &str) -> StoreError {
 }
 
 /// Opens (and migrates) the store a database URL names: `sqlite:///path/file.db` (or
-/// `sqlite://relative.db`, `sqlite::memory:`), or `postgres://user@host:port/database`
-/// (`postgresql://` too). A database whose schema is newer than this binary knows is refused.
+/// `sqlite://relative.db`; not `sqlite::memory:`, see [`sqlite::SqliteStore::open`]), or
+/// `postgres://user@host:port/database` (`postgresql://` too). A database whose schema is newer
+/// than this binary knows is refused.
 pub async fn open(database_url: &str) -> Result<SharedStore, StoreError> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))

@@ -182,7 +182,9 @@ impl SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `url`.
+    /// Opens (creating if needed) and migrates the database at `url`. An in-memory database
+    /// (`sqlite::memory:`) is refused: the writer thread, the sqlx writer and the readers are
+    /// separate connections, and each would see an empty database of its own.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Ok(Self::open_reporting(url).await?.0)
     }
