@@ -1,6 +1,8 @@
-//! Group commit, whatever the database: one queue of writes, one task that takes every write
-//! that arrived while the previous group was being committed (up to [`MAX_GROUP`]) and hands
-//! them to a [`GroupWriter`], which applies them in one transaction.
+//! Group commit: one queue of writes, one task that takes every write that arrived while the
+//! previous group was being committed (up to [`MAX_GROUP`]) and hands them to a
+//! [`GroupWriter`], which applies them in one transaction. The PostgreSQL writers run on
+//! [`GroupQueue`]; the SQLite writer thread (`sqlite_writer.rs`) has a loop of its own, because
+//! it runs a whole group on the thread that owns its connection.
 //!
 //! The rules every writer keeps (the SQLite and PostgreSQL ones say how, beside their code):
 //!
