@@ -162,13 +162,13 @@ async fn token_by_key_in(
 }
 
 impl SqliteStore {
-    /// The sqlx writer connection, for the writes that are not on the hot path (for sibling
-    /// store traits, e.g. `store::oauth`); its transactions begin with [`IMMEDIATE`].
-    /// The writer thread.
+    /// The writer thread, for the hot-path writes.
     pub(super) fn writes(&self) -> &SqliteWriter {
         &self.writes
     }
 
+    /// The sqlx writer connection, for the writes that are not on the hot path (for sibling
+    /// store traits, e.g. `store::oauth`); its transactions begin with [`IMMEDIATE`].
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
     }
