@@ -289,12 +289,10 @@ async fn another_clients_key_cannot_manage_the_token() {
 async fn unknown_manage_and_continue_urls_answer_as_the_spec_lists() {
     let server = TestServer::start().await;
     let client = server.alice.client();
+    let unknown_token = format!("{}/token/AAAAAAAAAAAAAAAAAAAAAA", server.public_url);
     let err = client
         .token()
-        .revoke(
-            &format!("{}/token/AAAAAAAAAAAAAAAAAAAAAA", server.public_url),
-            Some("x"),
-        )
+        .revoke(&unknown_token, Some("x"))
         .await
         .expect_err("unknown token");
     // auth-server.yaml has no 404 for DELETE /token/{id}: 401 invalid_client.
@@ -302,14 +300,11 @@ async fn unknown_manage_and_continue_urls_answer_as_the_spec_lists() {
     assert!(err.is_invalid_client(), "{err}");
     let err = client
         .token()
-        .rotate(
-            &format!("{}/token/AAAAAAAAAAAAAAAAAAAAAA", server.public_url),
-            Some("x"),
-        )
+        .rotate(&unknown_token, Some("x"))
         .await
         .expect_err("unknown token");
     assert!(err.is_not_found(), "{err}");
-    assert_eq!(err.code(), Some("invalid_rotation"), "{err}");
+    assert_eq!(err.gnap_code(), Some(ErrorCode::InvalidRotation), "{err}");
     let err = client
         .grant()
         .cancel(
@@ -319,6 +314,7 @@ async fn unknown_manage_and_continue_urls_answer_as_the_spec_lists() {
         .await
         .expect_err("unknown grant");
     assert!(err.is_not_found(), "{err}");
+    assert!(err.is_invalid_continuation(), "{err}");
 }
 
 #[tokio::test]

@@ -212,7 +212,9 @@ async fn sqlite_group_commit_keeps_each_outcome() {
 }
 
 /// The same on PostgreSQL, where a group mixing inserts and revocations applies its inserts
-/// first whatever their arrival order.
+/// first whatever their arrival order: each write still gets the outcome it would have had
+/// alone (the order itself is not observable here, since no write of the group touches a
+/// token another one inserts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_group_commit_keeps_each_outcome() {
     let db = pg_support::PgTestDb::create().await;

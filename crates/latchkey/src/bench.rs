@@ -228,8 +228,8 @@ struct Budget {
     duration: Duration,
     /// Open loop: requests per second offered in all.
     rate: Option<f64>,
+    /// Set when the timed phase starts; it ends `duration` later (unless counted by requests).
     started: std::sync::OnceLock<Instant>,
-    deadline: std::sync::OnceLock<Instant>,
     issued: AtomicU64,
 }
 
@@ -264,15 +264,16 @@ impl Budget {
         if self.requests.is_some_and(|n| i >= n) {
             return None;
         }
-        let due = match (self.rate, self.started.get()) {
+        let started = self.started.get();
+        let due = match (self.rate, started) {
             (Some(rate), Some(started)) => {
                 Some(*started + Duration::from_secs_f64(i as f64 / rate))
             }
             _ => None,
         };
         if self.requests.is_none() {
-            let deadline = self.deadline.get()?;
-            if due.unwrap_or_else(Instant::now) >= *deadline {
+            let deadline = *started? + self.duration;
+            if due.unwrap_or_else(Instant::now) >= deadline {
                 return None;
             }
         }
@@ -429,7 +430,6 @@ impl Ctx {
                 duration: Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
                 rate: args.rate,
                 started: std::sync::OnceLock::new(),
-                deadline: std::sync::OnceLock::new(),
                 issued: AtomicU64::new(0),
             },
             prepare: args.prepare,
@@ -703,7 +703,13 @@ where
     F: Fn(Arc<Ctx>, Client) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = (Client, anyhow::Result<T>)> + Send,
 {
-    if let Some(n) = ctx.prepare.or(ctx.budget.requests) {
+    // Open loop for a duration: the requests due before it ends (i / rate < duration), and one
+    // spare against rounding.
+    let timetabled = ctx
+        .budget
+        .rate
+        .map(|rate| (rate * ctx.budget.duration.as_secs_f64()).ceil() as u64 + 1);
+    if let Some(n) = ctx.prepare.or(ctx.budget.requests).or(timetabled) {
         return Ok(prepare_many(ctx, what, n, job).await?.0);
     }
     let probe = (ctx.concurrency as u64 * 50).max(500);
@@ -1023,7 +1029,6 @@ struct Report {
 async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
     let started = Instant::now();
     let _ = ctx.budget.started.set(started);
-    let _ = ctx.budget.deadline.set(started + ctx.budget.duration);
     let ticker = progress_ticker(
         ctx.quiet,
         ctx.scenario.name().into(),
@@ -1128,7 +1133,6 @@ mod tests {
             duration: Duration::from_secs(seconds),
             rate,
             started: std::sync::OnceLock::new(),
-            deadline: std::sync::OnceLock::new(),
             issued: AtomicU64::new(0),
         }
     }
@@ -1136,7 +1140,6 @@ mod tests {
     fn start(b: &Budget) -> Instant {
         let now = Instant::now();
         let _ = b.started.set(now);
-        let _ = b.deadline.set(now + b.duration);
         now
     }
 

@@ -350,3 +350,22 @@ impl OAuthService {
 fn is_vschar_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_vschar_id;
+
+    /// RFC 6749 §A.1 client ids: printable ASCII only, and not absurdly long; anything else is
+    /// an unknown client without a database read (PostgreSQL refuses a NUL in text).
+    #[test]
+    fn client_ids_outside_vschar_are_not_looked_up() {
+        assert!(is_vschar_id("WD_8RiLsGzUUiUWYfpnCbg"));
+        assert!(is_vschar_id(" ~"));
+        assert!(is_vschar_id(&"a".repeat(255)));
+        assert!(!is_vschar_id(""));
+        assert!(!is_vschar_id("no\0body"));
+        assert!(!is_vschar_id("tab\there"));
+        assert!(!is_vschar_id("caf\u{e9}"));
+        assert!(!is_vschar_id(&"a".repeat(256)));
+    }
+}

@@ -140,19 +140,18 @@ async fn lane<R: BatchRead>(reader: Arc<R>, queue: Queue<R::Key, R::Value>, max_
             // One statement for many callers must not let one caller's bad key (a value the
             // database refuses, say) fail the others: each key is read again on its own, and
             // each caller gets its own key's answer or error, as without coalescing.
+            // Callers that already gave up (most often on the same deadline that failed the
+            // batch) are not read for again.
             Err(_) if keys.len() > 1 => {
-                let mut answers = HashMap::with_capacity(keys.len());
-                for key in keys {
-                    let answer = reader.one(&key).await;
-                    answers.insert(key, answer);
+                batch.retain(|(_, reply)| !reply.is_closed());
+                let mut answers = HashMap::with_capacity(batch.len());
+                for (key, _) in &batch {
+                    if !answers.contains_key(key) {
+                        answers.insert(key.clone(), reader.one(key).await);
+                    }
                 }
                 for (key, reply) in batch.drain(..) {
-                    let answer = match answers.get(&key) {
-                        Some(Ok(hit)) => Ok(hit.clone()),
-                        Some(Err(e)) => Err(e.clone()),
-                        None => Ok(None),
-                    };
-                    let _ = reply.send(answer);
+                    let _ = reply.send(answers.get(&key).cloned().unwrap_or(Ok(None)));
                 }
             }
             Err(e) => {

@@ -133,53 +133,6 @@ fn token_from_row(row: &SqliteRow) -> Result<OAuthTokenRecord, StoreError> {
     })
 }
 
-/// Inserts a token if its client exists and is enabled; true when inserted.
-async fn insert_token_in<'c, E>(executor: E, token: &OAuthTokenRecord) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let inserted = sqlx::query(
-        "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS \
-         (SELECT 1 FROM oauth_clients WHERE id = ?2 AND disabled_at IS NULL)",
-    )
-    .bind(token.hash.as_bytes())
-    .bind(&token.client_id)
-    .bind(token.scopes.join(" "))
-    .bind(token.created_at)
-    .bind(token.expires_at)
-    .bind(token.revoked_at)
-    .execute(executor)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-/// Revokes the token if it belongs to `client_id` and is not revoked yet; true when revoked.
-async fn revoke_token_in<'c, E>(
-    executor: E,
-    hash: &TokenHash,
-    client_id: &str,
-    now: Millis,
-) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let revoked = sqlx::query(
-        "UPDATE oauth_tokens SET revoked_at = ?3 \
-         WHERE hash = ?1 AND client_id = ?2 AND revoked_at IS NULL",
-    )
-    .bind(hash.as_bytes())
-    .bind(client_id)
-    .bind(now)
-    .execute(executor)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    Ok(revoked == 1)
-}
-
 async fn revoke_all<'c, E>(executor: E, client_id: &str, now: Millis) -> Result<u64, StoreError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
@@ -326,8 +279,9 @@ impl OAuthStore for SqliteStore {
         Ok(found == 1)
     }
 
+    /// On the writer thread, in a group with the other hot-path writes.
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        insert_token_in(self.writer(), token).await
+        self.writes().oauth(OAuthWrite::Insert(token.clone())).await
     }
 
     async fn token_by_hash(
@@ -354,7 +308,13 @@ impl OAuthStore for SqliteStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        revoke_token_in(self.writer(), hash, client_id, now).await
+        self.writes()
+            .oauth(OAuthWrite::Revoke {
+                hash: *hash,
+                client_id: client_id.to_string(),
+                now,
+            })
+            .await
     }
 
     async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
@@ -425,20 +385,16 @@ pub(super) fn outcomes(
         .collect()
 }
 
-/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus **group
-/// commit** of the two OAuth hot-path writes, token inserts (`client_credentials`) and
-/// revocations (RFC 7009).
+/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus coalesced
+/// client lookups.
 ///
-/// SQLite has one writer and every commit is an fsync (`synchronous=FULL`). Both writes go to
-/// the store's writer thread ([`super::sqlite_writer`]), which commits everything that arrived
-/// while its previous commit was under way in one transaction, GNAP writes included, so one
-/// fsync serves many requests. Each consecutive run of inserts (or of revocations) is **one SQL
-/// statement** over a JSON array of rows ([`apply_oauth_run`]). Each caller is answered only
-/// after the commit that holds its write, so a write is as durable as before, and the runs are
-/// applied in arrival order with the outcome each write would have had alone (an insert only
-/// for an enabled client; a revocation only of a token of the requesting client that is not
-/// revoked yet). If a group fails, each of its writes is replayed in its own transaction, so
-/// one bad write never fails another. Every other method goes straight to [`SqliteStore`].
+/// The two OAuth hot-path writes, token inserts (`client_credentials`) and revocations (RFC
+/// 7009), are [`SqliteStore`]'s: they go to its writer thread ([`super::sqlite_writer`]), which
+/// commits everything that arrived while its previous commit was under way in one transaction,
+/// GNAP writes included, so one fsync serves many requests. Each consecutive run of inserts (or
+/// of revocations) is one SQL statement over a JSON array of rows ([`apply_oauth_run`]), with
+/// the outcome each write would have had alone (an insert only for an enabled client; a
+/// revocation only of a token of the requesting client that is not revoked yet).
 ///
 /// Client lookups (every OAuth request authenticates its client) are **coalesced**, not
 /// cached: a task takes every lookup that arrived while the previous read ran and answers them
@@ -502,10 +458,6 @@ impl SqliteOAuthStore {
         );
         SqliteOAuthStore { db, lookups }
     }
-
-    async fn submit(&self, write: OAuthWrite) -> Result<bool, StoreError> {
-        self.db.writes().oauth(write).await
-    }
 }
 
 /// One statement for a run of inserts (or of revocations), in the writer thread's transaction
@@ -539,14 +491,14 @@ pub(super) fn apply_oauth_run(
     let rows = serde_json::Value::Array(rows).to_string();
     let inserts = run.first().is_some_and(|w| w.is_insert());
     let sql = if inserts {
-        // The same check as `insert_token_in`: only for an existing, enabled client.
+        // An insert only for an existing, enabled client.
         "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
          SELECT unhex(j.value ->> 0), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
          j.value ->> 4, j.value ->> 5 FROM json_each(?1) AS j WHERE EXISTS \
          (SELECT 1 FROM oauth_clients c WHERE c.id = j.value ->> 1 AND c.disabled_at IS NULL) \
          RETURNING hash, client_id"
     } else {
-        // The same condition as `revoke_token_in`: the requesting client's token, unrevoked.
+        // A revocation only of the requesting client's token, unrevoked.
         "UPDATE oauth_tokens SET revoked_at = j.value ->> 2 FROM json_each(?1) AS j \
          WHERE oauth_tokens.hash = unhex(j.value ->> 0) AND oauth_tokens.client_id = j.value ->> 1 \
          AND oauth_tokens.revoked_at IS NULL RETURNING hash, client_id"
@@ -598,7 +550,7 @@ impl OAuthStore for SqliteOAuthStore {
         self.db.delete_client(id).await
     }
     async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.submit(OAuthWrite::Insert(token.clone())).await
+        self.db.insert_token(token).await
     }
     async fn token_by_hash(
         &self,
@@ -612,12 +564,7 @@ impl OAuthStore for SqliteOAuthStore {
         client_id: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        self.submit(OAuthWrite::Revoke {
-            hash: *hash,
-            client_id: client_id.to_string(),
-            now,
-        })
-        .await
+        self.db.revoke_token(hash, client_id, now).await
     }
     async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
         self.db.delete_expired_tokens(before).await

@@ -68,7 +68,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Debug, Clone)]
 pub struct PgSettings {
     /// Most connections this node's pool keeps open (reads and the other writes). The group
-    /// writers have 3 more of their own (see [`PostgresStore::open_with`]).
+    /// writers have their own besides, one per lane (`GNAP_WRITE_LANES` + `OAUTH_WRITE_LANES`,
+    /// see [`PostgresStore::open_with`]).
     pub max_connections: u32,
     /// How long a request waits for a free (or new) connection before it gets a 503.
     pub acquire_timeout: Duration,

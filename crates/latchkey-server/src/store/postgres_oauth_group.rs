@@ -3,8 +3,9 @@
 //!
 //! Each run of inserts (or of revocations) is one statement over arrays of rows; a group of
 //! one run is that statement alone (atomic, no `BEGIN`/`COMMIT`), a mixed group one transaction
-//! with two statements: all its inserts, then all its revocations (see `together`). Why the single-write rules still hold between
-//! nodes (see `postgres_oauth.rs` for the race with disabling a client):
+//! with two statements: all its inserts, then all its revocations (see `together`). Why the
+//! single-write rules still hold between nodes (see `postgres_oauth.rs` for the race with
+//! disabling a client):
 //!
 //! - *An insert only for an enabled client.* The insert statement first locks (`FOR SHARE`, in
 //!   client id order) the rows of its clients that are enabled, in a CTE: a locking read waits
