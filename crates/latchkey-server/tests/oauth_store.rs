@@ -4,7 +4,6 @@
 mod pg_support;
 
 use latchkey_server::oauth::{OAuthClient, OAuthTokenRecord};
-use latchkey_server::store::oauth::SqliteOAuthStore;
 use latchkey_server::store::postgres::PostgresStore;
 use latchkey_server::store::sqlite::SqliteStore;
 use latchkey_server::store::{OAuthStore, Store};
@@ -191,16 +190,10 @@ async fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
         .expect("open")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     conformance(Arc::new(sqlite(&dir).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_group_commit_store_conforms() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    conformance(Arc::new(SqliteOAuthStore::new(sqlite(&dir).await))).await;
 }
 
 /// Writes and lookups arriving together (the server's store commits them as a group): each
@@ -208,7 +201,7 @@ async fn sqlite_group_commit_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_group_commit_keeps_each_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
-    group_commit_keeps_each_outcome(SqliteOAuthStore::new(sqlite(&dir).await)).await;
+    group_commit_keeps_each_outcome(sqlite(&dir).await).await;
 }
 
 /// The same on PostgreSQL, where a group mixing inserts and revocations applies its inserts

@@ -1,9 +1,9 @@
-//! Coalesced reads, **never cached**, whatever the database: a lane takes every lookup that
-//! arrived while the previous read ran and answers them all from one `SELECT`. Each lookup's
-//! read starts after the lookup arrived, so it sees every write committed before it (a
-//! revocation, a disabled client, is visible at once, as with a read of its own). What is
-//! saved is the per-request statement: its round trip, pool checkout and (SQLite) hand-off to
-//! a connection's thread.
+//! Coalesced reads (PostgreSQL), **never cached**: a lane takes every lookup that arrived while
+//! the previous read ran and answers them all from one `SELECT`. Each lookup's read starts after
+//! the lookup arrived, so it sees every write committed before it (a revocation, a disabled
+//! client, is visible at once, as with a read of its own). What is saved is the per-request
+//! statement: its round trip and pool checkout. (SQLite's hot reads need no coalescing: they
+//! run on the calling thread, [`super::sqlite_read`].)
 //!
 //! A lookup that finds no other in flight reads directly, without the queue: with nothing to
 //! coalesce, the hop to a lane would only add latency (one client at a time).

@@ -16,6 +16,8 @@ mod schema;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_group;
+mod sqlite_read;
+mod sqlite_rows;
 mod sqlite_writer;
 
 pub use oauth::{OAuthStore, SharedOAuthStore};
@@ -251,7 +253,7 @@ pub async fn open_stores(database_url: &str) -> Result<Stores, StoreError> {
     if database_url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(database_url).await?;
         Ok(Stores {
-            oauth: Arc::new(oauth::SqliteOAuthStore::new(store.clone())),
+            oauth: Arc::new(store.clone()),
             gnap: Arc::new(store),
         })
     } else if is_postgres_url(database_url) {

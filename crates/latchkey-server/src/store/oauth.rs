@@ -4,12 +4,10 @@
 //! Like the GNAP store, it only ever sees SHA-256 hashes of secrets and token values.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 use std::sync::Arc;
 
-use super::coalesce::{BatchRead, Coalesced};
 use super::sqlite::{SqliteStore, IMMEDIATE};
+use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::write_error;
 use super::StoreError;
 use crate::domain::clock::Millis;
@@ -86,10 +84,6 @@ fn db_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(e: sqlx::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
 fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
@@ -108,30 +102,42 @@ const CLIENT_COLUMNS: &str = "c.id AS c_id, c.name AS c_name, c.secret_hash AS c
 const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.client_id AS t_client_id, t.scopes AS t_scopes, \
     t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at";
 
-fn client_from_row(row: &SqliteRow) -> Result<OAuthClient, StoreError> {
-    let scopes: String = row.try_get("c_scopes").map_err(corrupt)?;
+fn client_from_row(row: &impl ColumnRead) -> Result<OAuthClient, StoreError> {
+    let scopes: String = row.column("c_scopes")?;
     Ok(OAuthClient {
-        id: row.try_get("c_id").map_err(corrupt)?,
-        name: row.try_get("c_name").map_err(corrupt)?,
-        secret_hash: hash_from(row.try_get("c_secret_hash").map_err(corrupt)?)?,
+        id: row.column("c_id")?,
+        name: row.column("c_name")?,
+        secret_hash: hash_from(row.column("c_secret_hash")?)?,
         scopes: scopes_from(&scopes),
-        created_at: row.try_get("c_created_at").map_err(corrupt)?,
-        secret_rotated_at: row.try_get("c_secret_rotated_at").map_err(corrupt)?,
-        disabled_at: row.try_get("c_disabled_at").map_err(corrupt)?,
+        created_at: row.column("c_created_at")?,
+        secret_rotated_at: row.column("c_secret_rotated_at")?,
+        disabled_at: row.column("c_disabled_at")?,
     })
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<OAuthTokenRecord, StoreError> {
-    let scopes: String = row.try_get("t_scopes").map_err(corrupt)?;
+fn token_from_row(row: &impl ColumnRead) -> Result<OAuthTokenRecord, StoreError> {
+    let scopes: String = row.column("t_scopes")?;
     Ok(OAuthTokenRecord {
-        hash: hash_from(row.try_get("t_hash").map_err(corrupt)?)?,
-        client_id: row.try_get("t_client_id").map_err(corrupt)?,
+        hash: hash_from(row.column("t_hash")?)?,
+        client_id: row.column("t_client_id")?,
         scopes: scopes_from(&scopes),
-        created_at: row.try_get("t_created_at").map_err(corrupt)?,
-        expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
-        revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+        created_at: row.column("t_created_at")?,
+        expires_at: row.column("t_expires_at")?,
+        revoked_at: row.column("t_revoked_at")?,
     })
 }
+
+/// The hot-path OAuth reads, on the calling thread ([`super::sqlite_read`]).
+static CLIENT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = ?1")
+});
+
+static TOKEN_BY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, {CLIENT_COLUMNS} FROM oauth_tokens t \
+         JOIN oauth_clients c ON c.id = t.client_id WHERE t.hash = ?1"
+    )
+});
 
 async fn revoke_all<'c, E>(executor: E, client_id: &str, now: Millis) -> Result<u64, StoreError>
 where
@@ -148,6 +154,19 @@ where
     .rows_affected())
 }
 
+/// The SQLite OAuth store: the same database as the GNAP store.
+///
+/// The two OAuth hot-path writes, token inserts (`client_credentials`) and revocations (RFC
+/// 7009), go to the writer thread ([`super::sqlite_writer`]), which commits everything that
+/// arrived while its previous commit was under way in one transaction, GNAP writes included, so
+/// one fsync serves many requests. Each consecutive run of inserts (or of revocations) is one
+/// SQL statement over a JSON array of rows ([`apply_oauth_run`]), with the outcome each write
+/// would have had alone (an insert only for an enabled client; a revocation only of a token of
+/// the requesting client that is not revoked yet).
+///
+/// The hot-path reads (the client every OAuth request authenticates, a token by hash) run on
+/// the calling thread ([`super::sqlite_read`]), never cached: a disabled client or a rotated
+/// secret fails at once.
 #[async_trait]
 impl OAuthStore for SqliteStore {
     async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
@@ -169,13 +188,8 @@ impl OAuthStore for SqliteStore {
     }
 
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.id = ?1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(client_from_row).transpose()
+        self.reads()
+            .one(&CLIENT_BY_ID, id, |row| client_from_row(row))
     }
 
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
@@ -288,18 +302,9 @@ impl OAuthStore for SqliteStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {CLIENT_COLUMNS} FROM oauth_tokens t \
-             JOIN oauth_clients c ON c.id = t.client_id WHERE t.hash = ?1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(hash.as_bytes())
-            .fetch_optional(self.reader())
-            .await
-            .map_err(db_error)?;
-        row.as_ref()
-            .map(|r| Ok((token_from_row(r)?, client_from_row(r)?)))
-            .transpose()
+        self.reads().one(&TOKEN_BY_HASH, hash.as_bytes(), |row| {
+            Ok((token_from_row(row)?, client_from_row(row)?))
+        })
     }
 
     async fn revoke_token(
@@ -328,9 +333,6 @@ impl OAuthStore for SqliteStore {
         )
     }
 }
-
-/// Most client lookups [`SqliteOAuthStore`] answers with one read.
-const MAX_CLIENT_LOOKUP_BATCH: usize = 256;
 
 /// One queued OAuth write (for the SQLite and PostgreSQL group commits).
 #[derive(Debug, Clone)]
@@ -383,81 +385,6 @@ pub(super) fn outcomes(
             } => affected.remove(&(*hash, client_id.clone())),
         })
         .collect()
-}
-
-/// The SQLite OAuth store used by the server: [`SqliteStore`]'s implementation plus coalesced
-/// client lookups.
-///
-/// The two OAuth hot-path writes, token inserts (`client_credentials`) and revocations (RFC
-/// 7009), are [`SqliteStore`]'s: they go to its writer thread ([`super::sqlite_writer`]), which
-/// commits everything that arrived while its previous commit was under way in one transaction,
-/// GNAP writes included, so one fsync serves many requests. Each consecutive run of inserts (or
-/// of revocations) is one SQL statement over a JSON array of rows ([`apply_oauth_run`]), with
-/// the outcome each write would have had alone (an insert only for an enabled client; a
-/// revocation only of a token of the requesting client that is not revoked yet).
-///
-/// Client lookups (every OAuth request authenticates its client) are **coalesced**, not
-/// cached: a task takes every lookup that arrived while the previous read ran and answers them
-/// all from one `SELECT` on a reader connection. Each lookup's read starts after the lookup
-/// arrived, so it sees every change committed before it (a disabled client or a rotated secret
-/// fails at once, as with a read of its own); what is saved is the hand-off to a reader
-/// connection's thread per request.
-pub struct SqliteOAuthStore {
-    db: SqliteStore,
-    lookups: Coalesced<ClientReads>,
-}
-
-/// Client lookups, coalesced by [`Coalesced`] on the reader connections.
-struct ClientReads(SqliteStore);
-
-#[async_trait]
-impl BatchRead for ClientReads {
-    type Key = String;
-    type Value = OAuthClient;
-
-    async fn one(&self, id: &String) -> Result<Option<OAuthClient>, StoreError> {
-        self.0.client_by_id(id).await
-    }
-
-    async fn many(
-        &self,
-        ids: &[String],
-    ) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
-        clients_by_ids(&self.0, ids).await
-    }
-}
-
-/// One read for several distinct clients, by id.
-async fn clients_by_ids(
-    db: &SqliteStore,
-    ids: &[String],
-) -> Result<std::collections::HashMap<String, OAuthClient>, StoreError> {
-    let sql = format!(
-        "SELECT {CLIENT_COLUMNS} FROM oauth_clients c \
-         WHERE c.id IN (SELECT value FROM json_each(?1))"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .fetch_all(db.reader())
-        .await
-        .map_err(db_error)?;
-    rows.iter()
-        .map(|row| client_from_row(row).map(|c| (c.id.clone(), c)))
-        .collect()
-}
-
-impl SqliteOAuthStore {
-    /// Wraps `db` and starts the client-lookup task (needs a Tokio runtime; the task ends
-    /// when the store is dropped).
-    pub fn new(db: SqliteStore) -> Self {
-        let lookups = Coalesced::start(
-            ClientReads(db.clone()),
-            1,
-            MAX_CLIENT_LOOKUP_BATCH,
-            "OAuth client reader",
-        );
-        SqliteOAuthStore { db, lookups }
-    }
 }
 
 /// One statement for a run of inserts (or of revocations), in the writer thread's transaction
@@ -516,57 +443,4 @@ pub(super) fn apply_oauth_run(
         affected.insert((hash_from(hash)?, client_id));
     }
     Ok(outcomes(run, affected))
-}
-
-#[async_trait]
-impl OAuthStore for SqliteOAuthStore {
-    async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
-        self.db.insert_client(client).await
-    }
-    async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.lookups.lookup(id.to_string()).await
-    }
-    async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
-        self.db.list_clients().await
-    }
-    async fn disable_client(&self, id: &str, now: Millis) -> Result<Option<u64>, StoreError> {
-        self.db.disable_client(id, now).await
-    }
-    async fn enable_client(&self, id: &str) -> Result<bool, StoreError> {
-        self.db.enable_client(id).await
-    }
-    async fn set_client_secret(
-        &self,
-        id: &str,
-        secret_hash: &TokenHash,
-        now: Millis,
-        revoke_tokens: bool,
-    ) -> Result<Option<u64>, StoreError> {
-        self.db
-            .set_client_secret(id, secret_hash, now, revoke_tokens)
-            .await
-    }
-    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
-        self.db.delete_client(id).await
-    }
-    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.db.insert_token(token).await
-    }
-    async fn token_by_hash(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
-        self.db.token_by_hash(hash).await
-    }
-    async fn revoke_token(
-        &self,
-        hash: &TokenHash,
-        client_id: &str,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        self.db.revoke_token(hash, client_id, now).await
-    }
-    async fn delete_expired_tokens(&self, before: Millis) -> Result<u64, StoreError> {
-        self.db.delete_expired_tokens(before).await
-    }
 }

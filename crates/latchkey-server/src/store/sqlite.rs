@@ -1,25 +1,25 @@
 //! SQLite store: WAL journal, `synchronous=FULL` (an acknowledged write survives `kill -9` and
-//! power loss), and a pool of readers. The hot-path writes (GNAP grant, rotate, revoke,
-//! cancel; OAuth token insert and revocation) share commits on the writer thread
+//! power loss). The hot-path reads (a token, a grant by continue id, an OAuth client or token)
+//! run on the calling thread ([`super::sqlite_read`]); the OAuth client listing and the health
+//! check use a small sqlx reader pool. The hot-path writes (GNAP grant, rotate, revoke, cancel;
+//! OAuth token insert and revocation) share commits on the writer thread
 //! ([`super::sqlite_writer`]); the rare others (interactions, OAuth client administration,
 //! purges) go through one sqlx writer connection, whose transactions take the write lock when
 //! they begin ([`IMMEDIATE`]).
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::coalesce::{BatchRead, Coalesced};
 use super::group::WriteOp;
 use super::schema::run_migrations;
 use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
+use super::sqlite_read::InlineReads;
+use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::SqliteWriter;
 use super::{purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
@@ -39,54 +39,18 @@ pub struct SqliteStore {
     _alive: Arc<()>,
     /// The writer thread: group commit of the hot-path writes.
     writes: SqliteWriter,
-    /// Coalesced introspection reads, on `reader`.
-    lookups: Coalesced<TokenReads>,
+    /// The hot-path reads, on the calling thread ([`super::sqlite_read`]).
+    reads: Arc<InlineReads>,
 }
 
-/// Most token lookups answered by one read.
-const MAX_LOOKUP_BATCH: usize = 128;
-/// Reads of coalesced lookups in flight at once (one gathers while the other reads).
-const LOOKUP_LANES: usize = 2;
-
+/// A token and the grant it belongs to, read together by the hot-path lookups.
 type TokenAndGrant = (AccessTokenRecord, Grant);
 
-/// How a token is looked up: by the hash of its value (introspection) or by its manage id
-/// (rotation and revocation read the token their URL names before writing).
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum TokenKey {
-    Hash(TokenHash),
-    ManageId(String),
-}
-
-/// Token lookups, coalesced (never cached) by [`Coalesced`] on a reader connection (issue 7:
-/// saves sqlx's hand-off to a reader connection's thread, and the pool checkout, per request).
-/// Lookups by hash and by manage id share the lanes; a batch holding both is read with one
-/// statement per kind of key.
-struct TokenReads(SqlitePool);
-
-#[async_trait]
-impl BatchRead for TokenReads {
-    type Key = TokenKey;
-    type Value = TokenAndGrant;
-
-    async fn one(&self, key: &TokenKey) -> Result<Option<TokenAndGrant>, StoreError> {
-        token_by_key_in(&self.0, key).await
-    }
-
-    async fn many(
-        &self,
-        keys: &[TokenKey],
-    ) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
-        tokens_by_keys(&self.0, keys).await
-    }
-}
-
-/// The statements of the token lookups, built once: by one key, and by a JSON array of keys.
+/// The token lookups: by the hash of its value (introspection) and by its manage id (rotation
+/// and revocation read the token their URL names before writing).
 struct TokenSql {
     by_hash: String,
     by_manage_id: String,
-    by_hashes: String,
-    by_manage_ids: String,
 }
 
 static TOKEN_SQL: std::sync::LazyLock<TokenSql> = std::sync::LazyLock::new(|| {
@@ -97,68 +61,15 @@ static TOKEN_SQL: std::sync::LazyLock<TokenSql> = std::sync::LazyLock::new(|| {
     TokenSql {
         by_hash: format!("{select} t.hash = ?1"),
         by_manage_id: format!("{select} t.manage_id = ?1"),
-        by_hashes: format!("{select} t.hash IN (SELECT unhex(value) FROM json_each(?1))"),
-        by_manage_ids: format!("{select} t.manage_id IN (SELECT value FROM json_each(?1))"),
     }
 });
 
-/// One read per kind of key for several distinct keys.
-async fn tokens_by_keys(
-    reader: &SqlitePool,
-    keys: &[TokenKey],
-) -> Result<HashMap<TokenKey, TokenAndGrant>, StoreError> {
-    let mut hashes: Vec<String> = Vec::new();
-    let mut manage_ids: Vec<&str> = Vec::new();
-    for key in keys {
-        match key {
-            TokenKey::Hash(hash) => hashes.push(hex::encode(hash.0)),
-            TokenKey::ManageId(id) => manage_ids.push(id),
-        }
-    }
-    let mut found = HashMap::with_capacity(keys.len());
-    if !hashes.is_empty() {
-        for (token, grant) in tokens_in_list(reader, &TOKEN_SQL.by_hashes, &hashes).await? {
-            found.insert(TokenKey::Hash(token.hash), (token, grant));
-        }
-    }
-    if !manage_ids.is_empty() {
-        for (token, grant) in tokens_in_list(reader, &TOKEN_SQL.by_manage_ids, &manage_ids).await? {
-            found.insert(TokenKey::ManageId(token.manage_id.clone()), (token, grant));
-        }
-    }
-    Ok(found)
-}
+static GRANT_BY_CONTINUE_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = ?1")
+});
 
-/// The tokens (with their grants) of `list`, a JSON array bound as `?1` of `sql`.
-async fn tokens_in_list(
-    reader: &SqlitePool,
-    sql: &str,
-    list: &impl serde::Serialize,
-) -> Result<Vec<TokenAndGrant>, StoreError> {
-    let list = serde_json::to_string(list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let rows = sqlx::query(sql)
-        .bind(list)
-        .fetch_all(reader)
-        .await
-        .map_err(db_error)?;
-    rows.iter()
-        .map(|row| Ok((token_from_row(row)?, grant_from_row(row)?)))
-        .collect()
-}
-
-/// One lookup read on its own.
-async fn token_by_key_in(
-    reader: &SqlitePool,
-    key: &TokenKey,
-) -> Result<Option<TokenAndGrant>, StoreError> {
-    let query = match key {
-        TokenKey::Hash(hash) => sqlx::query(&TOKEN_SQL.by_hash).bind(hash.as_bytes()),
-        TokenKey::ManageId(id) => sqlx::query(&TOKEN_SQL.by_manage_id).bind(id.as_str()),
-    };
-    let row = query.fetch_optional(reader).await.map_err(db_error)?;
-    row.as_ref()
-        .map(|r| Ok((token_from_row(r)?, grant_from_row(r)?)))
-        .transpose()
+fn token_and_grant(row: &impl ColumnRead) -> Result<TokenAndGrant, StoreError> {
+    Ok((token_from_row(row)?, grant_from_row(row)?))
 }
 
 impl SqliteStore {
@@ -173,7 +84,12 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// The reader pool (for sibling store traits, e.g. `store::oauth`).
+    /// The hot-path reads on the calling thread (for sibling store traits, e.g. `store::oauth`).
+    pub(super) fn reads(&self) -> &InlineReads {
+        &self.reads
+    }
+
+    /// The reader pool, for the reads that are not on the hot path (for sibling store traits).
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
     }
@@ -236,8 +152,9 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Open(e.to_string()))?;
             run_migrations(&MIGRATOR, &mut *conn, "sqlite").await?
         };
+        // The reads that are not on the hot path (the OAuth client listing, the health check).
         let reader = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(2)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone().read_only(true))
@@ -257,12 +174,7 @@ impl SqliteStore {
             Arc::downgrade(&alive),
         );
         let writes = SqliteWriter::start(options.get_filename(), WRITER_AUTOCHECKPOINT_PAGES)?;
-        let lookups = Coalesced::start(
-            TokenReads(reader.clone()),
-            LOOKUP_LANES,
-            MAX_LOOKUP_BATCH,
-            "SQLite token reader",
-        );
+        let reads = Arc::new(InlineReads::open(options.get_filename())?);
         Ok((
             SqliteStore {
                 writer,
@@ -270,7 +182,7 @@ impl SqliteStore {
                 checkpointer,
                 _alive: alive,
                 writes,
-                lookups,
+                reads,
             },
             report,
         ))
@@ -306,10 +218,9 @@ fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
 
-fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let kind: String = row.try_get("g_client_kind").map_err(corrupt)?;
-    let value: String = row.try_get("g_client_value").map_err(corrupt)?;
+fn grant_from_row(row: &impl ColumnRead) -> Result<Grant, StoreError> {
+    let kind: String = row.column("g_client_kind")?;
+    let value: String = row.column("g_client_value")?;
     let client = match kind.as_str() {
         "wallet_address" => ClientKeySource::WalletAddress(value),
         "jwk" => ClientKeySource::Jwk(
@@ -317,32 +228,31 @@ fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
         ),
         other => return Err(StoreError::Corrupt(format!("client kind {other}"))),
     };
-    let access: String = row.try_get("g_access").map_err(corrupt)?;
-    let state: String = row.try_get("g_state").map_err(corrupt)?;
-    let wait_secs: i64 = row.try_get("g_wait_secs").map_err(corrupt)?;
+    let access: String = row.column("g_access")?;
+    let state: String = row.column("g_state")?;
+    let wait_secs: i64 = row.column("g_wait_secs")?;
     Ok(Grant {
-        id: row.try_get("g_id").map_err(corrupt)?,
-        continue_id: row.try_get("g_continue_id").map_err(corrupt)?,
-        continue_token_hash: hash_from(row.try_get("g_continue_token_hash").map_err(corrupt)?)?,
+        id: row.column("g_id")?,
+        continue_id: row.column("g_continue_id")?,
+        continue_token_hash: hash_from(row.column("g_continue_token_hash")?)?,
         client,
         access: serde_json::from_str(&access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         state: GrantState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))?,
         wait_secs: u64::try_from(wait_secs).unwrap_or(0),
-        created_at: row.try_get("g_created_at").map_err(corrupt)?,
-        last_continued_at: row.try_get("g_last_continued_at").map_err(corrupt)?,
+        created_at: row.column("g_created_at")?,
+        last_continued_at: row.column("g_last_continued_at")?,
     })
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+fn token_from_row(row: &impl ColumnRead) -> Result<AccessTokenRecord, StoreError> {
     Ok(AccessTokenRecord {
-        manage_id: row.try_get("t_manage_id").map_err(corrupt)?,
-        grant_id: row.try_get("t_grant_id").map_err(corrupt)?,
-        hash: hash_from(row.try_get("t_hash").map_err(corrupt)?)?,
-        created_at: row.try_get("t_created_at").map_err(corrupt)?,
-        expires_at: row.try_get("t_expires_at").map_err(corrupt)?,
-        revoked_at: row.try_get("t_revoked_at").map_err(corrupt)?,
+        manage_id: row.column("t_manage_id")?,
+        grant_id: row.column("t_grant_id")?,
+        hash: hash_from(row.column("t_hash")?)?,
+        created_at: row.column("t_created_at")?,
+        expires_at: row.column("t_expires_at")?,
+        revoked_at: row.column("t_revoked_at")?,
     })
 }
 
@@ -351,19 +261,18 @@ const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id 
     i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
     i.created_at AS i_created_at, i.expires_at AS i_expires_at";
 
-fn interaction_from_row(row: &SqliteRow) -> Result<Interaction, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let session: Option<Vec<u8>> = row.try_get("i_session_hash").map_err(corrupt)?;
+fn interaction_from_row(row: &impl ColumnRead) -> Result<Interaction, StoreError> {
+    let session: Option<Vec<u8>> = row.column("i_session_hash")?;
     Ok(Interaction {
-        id: row.try_get("i_id").map_err(corrupt)?,
-        nonce: row.try_get("i_nonce").map_err(corrupt)?,
-        grant_id: row.try_get("i_grant_id").map_err(corrupt)?,
-        finish_uri: row.try_get("i_finish_uri").map_err(corrupt)?,
-        client_nonce: row.try_get("i_client_nonce").map_err(corrupt)?,
-        interact_ref: row.try_get("i_interact_ref").map_err(corrupt)?,
+        id: row.column("i_id")?,
+        nonce: row.column("i_nonce")?,
+        grant_id: row.column("i_grant_id")?,
+        finish_uri: row.column("i_finish_uri")?,
+        client_nonce: row.column("i_client_nonce")?,
+        interact_ref: row.column("i_interact_ref")?,
         session_hash: session.map(hash_from).transpose()?,
-        created_at: row.try_get("i_created_at").map_err(corrupt)?,
-        expires_at: row.try_get("i_expires_at").map_err(corrupt)?,
+        created_at: row.column("i_created_at")?,
+        expires_at: row.column("i_expires_at")?,
     })
 }
 
@@ -430,29 +339,27 @@ impl Store for SqliteStore {
     }
 
     async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = ?1");
-        let row = sqlx::query(&sql)
-            .bind(continue_id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_error)?;
-        row.as_ref().map(grant_from_row).transpose()
+        self.reads.one(&GRANT_BY_CONTINUE_ID, continue_id, |row| {
+            grant_from_row(row)
+        })
     }
 
     async fn token_by_manage_id(
         &self,
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.lookups
-            .lookup(TokenKey::ManageId(manage_id.to_string()))
-            .await
+        self.reads.one(&TOKEN_SQL.by_manage_id, manage_id, |row| {
+            token_and_grant(row)
+        })
     }
 
     async fn token_by_hash(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
-        self.lookups.lookup(TokenKey::Hash(*hash)).await
+        self.reads.one(&TOKEN_SQL.by_hash, hash.as_bytes(), |row| {
+            token_and_grant(row)
+        })
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
