@@ -748,12 +748,18 @@ async fn purge_removes_only_dead_state_past_the_cutoff(store: SharedStore) {
     let cutoff = now - 7 * DAY;
     let recently = now - DAY;
 
-    // Kept: a live token on an old grant; a token revoked recently; a grant cancelled recently;
-    // a recent pending grant; an old pending grant whose interaction is still open.
+    // Kept: a live token on an old grant; a token revoked recently; a token revoked long ago
+    // that has not expired yet (it waits for its expiry); a grant cancelled recently; a recent
+    // pending grant; an old pending grant whose interaction is still open.
     let (_, live) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
     let (_, revoked_recently) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
     store
         .revoke_token(&revoked_recently.manage_id, recently)
+        .await
+        .expect("revoke");
+    let (_, revoked_unexpired) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
+    store
+        .revoke_token(&revoked_unexpired.manage_id, long_ago)
         .await
         .expect("revoke");
     let (cancelled_recently, _) = issued_at(&store, long_ago, now + 10 * MINUTE).await;
@@ -774,9 +780,10 @@ async fn purge_removes_only_dead_state_past_the_cutoff(store: SharedStore) {
         .await
         .expect("create");
 
-    // Removed: a token revoked long ago (its grant keeps a live successor); a token expired long
-    // ago (then its grant, issued and empty); a grant cancelled long ago, with its token; an
-    // abandoned pending grant with its expired interaction.
+    // Removed: a token rotated away long ago, expired since (its grant keeps a live successor);
+    // a token expired long ago (then its grant, issued and empty); a grant cancelled long ago,
+    // with its token (not expired yet: it goes with its grant); an abandoned pending grant with
+    // its expired interaction.
     let (rotated_grant, rotated_away) = issued_at(&store, long_ago, long_ago + 10 * MINUTE).await;
     let successor = token_for(&rotated_grant, long_ago);
     let mut successor = successor;
@@ -805,15 +812,15 @@ async fn purge_removes_only_dead_state_past_the_cutoff(store: SharedStore) {
     let outcome = store.purge_expired(cutoff, 1000).await.expect("purge");
     assert!(!outcome.skipped);
     assert_eq!(
-        outcome.tokens, 3,
-        "rotated away, expired, and revoked by the old cancel: {outcome:?}"
+        outcome.tokens, 2,
+        "rotated away and expired (the cancelled grant's token goes with its grant): {outcome:?}"
     );
     assert_eq!(
         outcome.grants, 3,
         "expired-empty, cancelled, abandoned: {outcome:?}"
     );
 
-    for kept in [&live, &revoked_recently, &successor] {
+    for kept in [&live, &revoked_recently, &revoked_unexpired, &successor] {
         assert!(
             lookup(&store, &kept.manage_id).await.is_some(),
             "kept {kept:?}"

@@ -142,7 +142,7 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the store's connections, waiting for them to finish. Later calls fail.
     async fn close(&self) {}
 
-    /// One janitor batch: deletes at most `limit` access tokens that were revoked, or expired,
+    /// One janitor batch: deletes at most `limit` access tokens that expired (revoked or not)
     /// before `before`, then at most `limit` grants that can no longer matter: cancelled or
     /// rejected before `before`, issued with no token left, or abandoned in interaction since
     /// before `before`. Deleting never makes anything active: an unknown token is inactive.
