@@ -123,3 +123,70 @@ fn read_first<T>(
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(dir: &tempfile::TempDir) -> PathBuf {
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER); \
+             INSERT INTO t VALUES ('a', 1);",
+        )
+        .expect("schema");
+        path
+    }
+
+    #[test]
+    fn a_missing_database_fails_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = InlineReads::open(&dir.path().join("absent.db")).expect_err("no file");
+        assert!(matches!(err, StoreError::Open(_)), "{err:?}");
+    }
+
+    #[test]
+    fn reads_from_many_threads_keep_at_most_max_idle_connections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reads = InlineReads::open(&database(&dir)).expect("open");
+        let sql = "SELECT v FROM t WHERE k = ?1";
+        std::thread::scope(|scope| {
+            for _ in 0..3 * MAX_IDLE {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let found = reads.one(sql, "a", |row| Ok(row.get::<_, i64>(0).ok()));
+                        assert_eq!(found.expect("read"), Some(Some(1)));
+                        let missing = reads.one(sql, "b", |row| Ok(row.get::<_, i64>(0).ok()));
+                        assert_eq!(missing.expect("read"), None);
+                    }
+                });
+            }
+        });
+        let idle = reads.idle.lock().expect("lock").len();
+        assert!((1..=MAX_IDLE).contains(&idle), "{idle} idle connections");
+    }
+
+    #[test]
+    fn a_read_sees_a_write_committed_by_another_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = database(&dir);
+        let reads = InlineReads::open(&path).expect("open");
+        let sql = "SELECT v FROM t WHERE k = ?1";
+        let value = |reads: &InlineReads| {
+            reads
+                .one(sql, "a", |row| row.get::<_, i64>(0).map_err(read_error))
+                .expect("read")
+        };
+        assert_eq!(value(&reads), Some(1));
+        Connection::open(&path)
+            .expect("writer")
+            .execute("UPDATE t SET v = 2 WHERE k = 'a'", [])
+            .expect("update");
+        assert_eq!(
+            value(&reads),
+            Some(2),
+            "the pooled connection read a stale snapshot"
+        );
+    }
+}
