@@ -49,6 +49,11 @@ pub enum StoreError {
     Open(String),
 }
 
+/// A token or secret hash read back from a row (both stores keep it as 32 raw bytes).
+fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
 /// The columns of a grant row that both stores encode the same way: the client (a kind and a
 /// value: the wallet address URL, or the JWK as JSON), the access list as JSON, and `wait`.
 struct GrantColumns {

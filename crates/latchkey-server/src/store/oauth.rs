@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::sqlite::{SqliteStore, IMMEDIATE};
 use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::write_error;
-use super::StoreError;
+use super::{hash_from, StoreError};
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::token::OAuthTokenRecord;
@@ -82,10 +82,6 @@ fn db_error(e: sqlx::Error) -> StoreError {
         }
         other => StoreError::Unavailable(other.to_string()),
     }
-}
-
-fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
 
 fn scopes_from(text: &str) -> Vec<String> {

@@ -50,7 +50,7 @@ use super::postgres_group::PgGroupWriter;
 use super::postgres_oauth::client_reads;
 use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
-use super::{purge, GrantColumns, PurgeOutcome, RotateOutcome, Store, StoreError};
+use super::{hash_from, purge, GrantColumns, PurgeOutcome, RotateOutcome, Store, StoreError};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -370,10 +370,6 @@ const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id 
     i.finish_uri AS i_finish_uri, i.client_nonce AS i_client_nonce, \
     i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
     i.created_at AS i_created_at, i.expires_at AS i_expires_at";
-
-fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
-}
 
 fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());

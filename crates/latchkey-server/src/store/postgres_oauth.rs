@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::coalesce::Coalesced;
 use super::oauth::{OAuthStore, OAuthWrite};
 use super::postgres::{db_error, PgKeyedReads, PostgresStore};
-use super::StoreError;
+use super::{hash_from, StoreError};
 use crate::domain::clock::Millis;
 use crate::oauth::client::OAuthClient;
 use crate::oauth::token::OAuthTokenRecord;
@@ -34,10 +34,6 @@ const TOKEN_COLUMNS: &str = "t.hash AS t_hash, t.client_id AS t_client_id, t.sco
 
 fn corrupt(e: sqlx::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
 
 fn scopes_from(text: &str) -> Vec<String> {

@@ -21,7 +21,9 @@ use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
 use super::sqlite_read::InlineReads;
 use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::SqliteWriter;
-use super::{purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError};
+use super::{
+    hash_from, purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError,
+};
 use crate::domain::clock::Millis;
 use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
@@ -213,10 +215,6 @@ const GRANT_COLUMNS: &str = "g.id AS g_id, g.continue_id AS g_continue_id, \
 const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_id, \
     t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
     t.revoked_at AS t_revoked_at";
-
-fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
-    TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
-}
 
 fn grant_from_row(row: &impl ColumnRead) -> Result<Grant, StoreError> {
     let kind: String = row.column("g_client_kind")?;
@@ -410,6 +408,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.checkpointer.close().await;
         self.writes.close().await;
+        self.reads.close();
         self.writer.close().await;
         self.reader.close().await;
     }

@@ -20,6 +20,7 @@
 //! client, a cancelled grant).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ const STATEMENT_CACHE: usize = 16;
 pub(super) struct InlineReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`InlineReads::close`]: later reads fail, as with the store's other connections.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for InlineReads {
@@ -62,6 +65,7 @@ impl InlineReads {
         let reads = InlineReads {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         };
         let first = reads
             .connect()
@@ -82,9 +86,19 @@ impl InlineReads {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_IDLE && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
+    }
+
+    /// Closes the idle connections; a read under way closes its own when it ends, and later
+    /// reads fail.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The first row `sql` returns for the one parameter `param`, mapped by `map`; `None` when
@@ -95,6 +109,9 @@ impl InlineReads {
         param: impl ToSql,
         map: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the SQLite store is closed".into()));
+        }
         let taken = self
             .idle
             .lock()
@@ -165,6 +182,19 @@ mod tests {
         });
         let idle = reads.idle.lock().expect("lock").len();
         assert!((1..=MAX_IDLE).contains(&idle), "{idle} idle connections");
+    }
+
+    #[test]
+    fn reads_fail_once_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reads = InlineReads::open(&database(&dir)).expect("open");
+        let sql = "SELECT v FROM t WHERE k = ?1";
+        let read = |reads: &InlineReads| reads.one(sql, "a", |row| Ok(row.get::<_, i64>(0).ok()));
+        assert_eq!(read(&reads).expect("read"), Some(Some(1)));
+        reads.close();
+        assert!(reads.idle.lock().expect("lock").is_empty());
+        let err = read(&reads).expect_err("closed");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     }
 
     #[test]

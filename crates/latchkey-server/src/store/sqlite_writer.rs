@@ -188,6 +188,11 @@ impl<O, D> Pending<O, D> {
         }
     }
 
+    fn push(&mut self, op: O, reply: Reply<D>) {
+        self.ops.push(op);
+        self.replies.push(reply);
+    }
+
     /// Drops the writes whose caller gave up before the group started: they were acknowledged
     /// nothing, so they are not applied.
     fn drop_abandoned(&mut self) {
@@ -268,20 +273,14 @@ struct Group {
 impl Group {
     fn push_gnap(&mut self, op: WriteOp, reply: Reply<WriteDone>) {
         match self.stretches.last_mut() {
-            Some(Stretch::Gnap(pending)) => {
-                pending.ops.push(op);
-                pending.replies.push(reply);
-            }
+            Some(Stretch::Gnap(pending)) => pending.push(op, reply),
             _ => self.stretches.push(Stretch::Gnap(Pending::new(op, reply))),
         }
     }
 
     fn push_oauth(&mut self, op: OAuthWrite, reply: Reply<bool>) {
         match self.stretches.last_mut() {
-            Some(Stretch::OAuth(pending)) => {
-                pending.ops.push(op);
-                pending.replies.push(reply);
-            }
+            Some(Stretch::OAuth(pending)) => pending.push(op, reply),
             _ => self.stretches.push(Stretch::OAuth(Pending::new(op, reply))),
         }
     }
