@@ -28,6 +28,7 @@ mod fill;
 mod gnap;
 mod histogram;
 mod oauth;
+mod pace;
 mod transport;
 
 use anyhow::{bail, Context};
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 use gnap::{PreparedGrant, Signer};
 use histogram::Histogram;
 use oauth::OAuthCreds;
+use pace::Pacer;
 use transport::{Client, Outgoing};
 
 /// What to measure.
@@ -250,10 +252,10 @@ impl Slot {
 impl Budget {
     /// Claims one request, waiting for its turn on an open-loop timetable; `None` once the
     /// count or the time is used up.
-    async fn take(&self) -> Option<Slot> {
+    async fn take(&self, pacer: &mut Pacer) -> Option<Slot> {
         let slot = self.claim()?;
         if let Some(due) = slot.due {
-            tokio::time::sleep_until(due.into()).await;
+            pacer.until(due).await;
         }
         Some(slot)
     }
@@ -794,13 +796,14 @@ fn progress_ticker(
 /// One virtual client of the timed phase.
 async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
     let mut client = ctx.client();
+    let mut pacer = Pacer::new();
     let mut stats = Stats::default();
     let c = &*ctx;
     match ctx.scenario {
         Scenario::Grant => {
             let signer = c.signer()?;
             let endpoint = c.grant_endpoint();
-            while let Some(slot) = c.budget.take().await {
+            while let Some(slot) = c.budget.take(&mut pacer).await {
                 if let Some(r) = build(c, &mut stats, Op::Grant, signer.grant_request(&endpoint)) {
                     exec(c, &mut client, &mut stats, Op::Grant, slot, r).await;
                 }
@@ -808,7 +811,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         }
         Scenario::Rotate | Scenario::Revoke | Scenario::Cancel => {
             let signer = c.signer()?;
-            while let Some(slot) = c.budget.take().await {
+            while let Some(slot) = c.budget.take(&mut pacer).await {
                 let Some(g) = c.pool().take_grant() else {
                     break;
                 };
@@ -827,7 +830,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         }
         Scenario::Introspect => {
             let private = c.private_url.as_deref().context("no private URL")?;
-            while let Some(slot) = c.budget.take().await {
+            while let Some(slot) = c.budget.take(&mut pacer).await {
                 let Some(token) = c.pool().cycle_token() else {
                     break;
                 };
@@ -839,7 +842,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         }
         Scenario::OauthToken => {
             let creds = c.oauth()?;
-            while let Some(slot) = c.budget.take().await {
+            while let Some(slot) = c.budget.take(&mut pacer).await {
                 if let Some(r) = build(c, &mut stats, Op::OauthToken, creds.token_request(&c.url)) {
                     exec(c, &mut client, &mut stats, Op::OauthToken, slot, r).await;
                 }
@@ -848,7 +851,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
         Scenario::OauthRevoke | Scenario::OauthIntrospect => {
             let creds = c.oauth()?;
             let revoke = c.scenario == Scenario::OauthRevoke;
-            while let Some(slot) = c.budget.take().await {
+            while let Some(slot) = c.budget.take(&mut pacer).await {
                 let token = if revoke {
                     c.pool().take_token()
                 } else {
@@ -865,7 +868,7 @@ async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
                 }
             }
         }
-        Scenario::Lifecycle => lifecycle(c, &mut client, &mut stats, index).await?,
+        Scenario::Lifecycle => lifecycle(c, &mut client, &mut pacer, &mut stats, index).await?,
         Scenario::Fill => {}
     }
     Ok(stats)
@@ -880,6 +883,7 @@ const LIFECYCLE_INTROSPECTIONS: usize = 8;
 async fn lifecycle(
     c: &Ctx,
     client: &mut Client,
+    pacer: &mut Pacer,
     stats: &mut Stats,
     index: usize,
 ) -> anyhow::Result<()> {
@@ -889,7 +893,7 @@ async fn lifecycle(
     let mut revoke_next = index % 2 == 1;
     loop {
         revoke_next = !revoke_next;
-        let Some(slot) = c.budget.take().await else {
+        let Some(slot) = c.budget.take(pacer).await else {
             return Ok(());
         };
         let Some(r) = build(c, stats, Op::Grant, signer.grant_request(&endpoint)) else {
@@ -905,10 +909,10 @@ async fn lifecycle(
                 .or_default() += 1;
             continue;
         };
-        if !introspect_some(c, client, stats, &grant.token).await {
+        if !introspect_some(c, client, pacer, stats, &grant.token).await {
             return Ok(());
         }
-        let Some(slot) = c.budget.take().await else {
+        let Some(slot) = c.budget.take(pacer).await else {
             return Ok(());
         };
         let Some(r) = build(
@@ -929,10 +933,10 @@ async fn lifecycle(
                 .or_default() += 1;
             continue;
         };
-        if !introspect_some(c, client, stats, &rotated.token).await {
+        if !introspect_some(c, client, pacer, stats, &rotated.token).await {
             return Ok(());
         }
-        let Some(slot) = c.budget.take().await else {
+        let Some(slot) = c.budget.take(pacer).await else {
             return Ok(());
         };
         let (op, request) = if revoke_next {
@@ -953,12 +957,18 @@ async fn lifecycle(
 }
 
 /// The resource server's checks of one token; false when the budget ran out.
-async fn introspect_some(c: &Ctx, client: &mut Client, stats: &mut Stats, token: &str) -> bool {
+async fn introspect_some(
+    c: &Ctx,
+    client: &mut Client,
+    pacer: &mut Pacer,
+    stats: &mut Stats,
+    token: &str,
+) -> bool {
     let Some(private) = c.private_url.as_deref() else {
         return true;
     };
     for _ in 0..LIFECYCLE_INTROSPECTIONS {
-        let Some(slot) = c.budget.take().await else {
+        let Some(slot) = c.budget.take(pacer).await else {
             return false;
         };
         if let Some(r) = build(
@@ -1183,8 +1193,9 @@ mod tests {
     async fn an_open_loop_request_waits_for_its_turn() {
         let b = budget(Some(2), 60, Some(20.0));
         let started = start(&b);
-        b.take().await.expect("first slot");
-        let second = b.take().await.expect("second slot");
+        let mut pacer = Pacer::new();
+        b.take(&mut pacer).await.expect("first slot");
+        let second = b.take(&mut pacer).await.expect("second slot");
         assert!(Instant::now() >= started + Duration::from_millis(50));
         assert_eq!(second.latency_origin(), started + Duration::from_millis(50));
     }
