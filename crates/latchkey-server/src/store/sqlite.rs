@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::group::WriteOp;
 use super::schema::run_migrations;
-use super::sqlite_checkpoint::{self, WRITER_AUTOCHECKPOINT_PAGES};
+use super::sqlite_checkpoint::{self, WalRestart, WRITER_AUTOCHECKPOINT_PAGES};
 use super::sqlite_read::InlineReads;
 use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::SqliteWriter;
@@ -170,12 +170,15 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
+        let restart = WalRestart::default();
         sqlite_checkpoint::start(
             checkpointer.clone(),
             options.get_filename(),
             Arc::downgrade(&alive),
+            restart.clone(),
         );
-        let writes = SqliteWriter::start(options.get_filename(), WRITER_AUTOCHECKPOINT_PAGES)?;
+        let writes =
+            SqliteWriter::start(options.get_filename(), WRITER_AUTOCHECKPOINT_PAGES, restart)?;
         let reads = Arc::new(InlineReads::open(options.get_filename())?);
         Ok((
             SqliteStore {

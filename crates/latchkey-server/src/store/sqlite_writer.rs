@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::group::{runs, Failure, WriteDone, WriteOp, MAX_GROUP};
 use super::oauth::{apply_oauth_run, OAuthWrite};
+use super::sqlite_checkpoint::WalRestart;
 use super::sqlite_group::apply_gnap_run;
 use super::StoreError;
 
@@ -83,7 +84,11 @@ pub(super) fn write_error(e: rusqlite::Error) -> StoreError {
 impl SqliteWriter {
     /// Opens the read-write connection to the (already migrated) database at `path` with the
     /// store's settings and starts the thread.
-    pub(super) fn start(path: &Path, autocheckpoint_pages: &str) -> Result<Self, StoreError> {
+    pub(super) fn start(
+        path: &Path,
+        autocheckpoint_pages: &str,
+        restart: WalRestart,
+    ) -> Result<Self, StoreError> {
         let open_error = |e: rusqlite::Error| StoreError::Open(format!("SQLite writer: {e}"));
         let conn = Connection::open_with_flags(
             path,
@@ -102,7 +107,7 @@ impl SqliteWriter {
         let (queue, messages) = mpsc::channel(4 * MAX_GROUP);
         std::thread::Builder::new()
             .name("latchkey-sqlite-writer".into())
-            .spawn(move || serve(conn, messages))
+            .spawn(move || serve(conn, messages, restart))
             .map_err(|e| StoreError::Open(format!("cannot start the SQLite writer: {e}")))?;
         Ok(SqliteWriter { queue })
     }
@@ -149,8 +154,9 @@ pub(super) fn immediate<T>(
 }
 
 /// The thread: takes everything queued (up to [`MAX_GROUP`] writes), applies it as one group,
-/// answers, and waits for more.
-fn serve(mut conn: Connection, mut messages: mpsc::Receiver<Message>) {
+/// answers, and waits for more; between two groups, checkpoints when the checkpointing task
+/// asks (see [`WalRestart`]).
+fn serve(mut conn: Connection, mut messages: mpsc::Receiver<Message>, restart: WalRestart) {
     let mut group = Group::default();
     while let Some(first) = messages.blocking_recv() {
         let mut next = Some(first);
@@ -171,6 +177,29 @@ fn serve(mut conn: Connection, mut messages: mpsc::Receiver<Message>) {
             }
         }
         group.commit(&mut conn);
+        if restart.take() {
+            checkpoint_for_restart(&conn);
+        }
+    }
+}
+
+/// Copies back the frames the checkpointing task's last pass left (those of the groups
+/// committed while it ran), so that the next group's transaction begins on a fully
+/// backfilled WAL and writes it from its start again. A checkpoint is never needed for
+/// durability: a failure only leaves the WAL longer until the next request.
+fn checkpoint_for_restart(conn: &Connection) {
+    let started = std::time::Instant::now();
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((frames, copied)) => tracing::trace!(
+            frames,
+            copied,
+            micros = started.elapsed().as_micros() as u64,
+            "checkpoint for a WAL restart"
+        ),
+        Err(e) => tracing::debug!(error = %e, "checkpoint for a WAL restart failed"),
     }
 }
 
@@ -377,4 +406,49 @@ fn together(conn: &mut Connection, stretches: &[Stretch]) -> Result<Vec<Applied>
     }
     tx.commit().map_err(|e| Failure::Commit(write_error(e)))?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_bytes(database: &Path) -> u64 {
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).expect("the WAL exists").len()
+    }
+
+    fn commit_rows(conn: &Connection, rows: usize) {
+        for i in 0..rows {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("{i:0>2000}")])
+                .expect("insert");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_between_groups_lets_the_wal_start_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+             CREATE TABLE t (v TEXT);",
+        )
+        .expect("setup");
+        commit_rows(&conn, 20);
+        let before = wal_bytes(&path);
+        commit_rows(&conn, 20);
+        let grown = wal_bytes(&path);
+        assert!(
+            grown > before,
+            "without a checkpoint every commit appends to the WAL"
+        );
+        checkpoint_for_restart(&conn);
+        commit_rows(&conn, 20);
+        assert_eq!(
+            wal_bytes(&path),
+            grown,
+            "after the checkpoint, the next commits write the WAL from its start again"
+        );
+    }
 }
