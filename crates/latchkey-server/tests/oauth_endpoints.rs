@@ -598,6 +598,16 @@ async fn introspection_has_numeric_times_and_hides_other_clients_tokens() {
         )
         .await;
     assert_oauth_error(r, 401, "invalid_client").await;
+    // The token's owner row, read with the token, must not stand in for another client's:
+    // another client with a wrong secret is refused too.
+    let r = t
+        .post_json(
+            "/oauth/introspect",
+            &json!({"client_id": other.client_id, "client_secret": owner.client_secret,
+                    "token": token}),
+        )
+        .await;
+    assert_oauth_error(r, 401, "invalid_client").await;
     let r = t
         .post_json(
             "/oauth/introspect",
@@ -605,6 +615,14 @@ async fn introspection_has_numeric_times_and_hides_other_clients_tokens() {
         )
         .await;
     assert_oauth_error(r, 400, "invalid_request").await;
+    // Authentication is judged before the missing token.
+    let r = t
+        .post_json(
+            "/oauth/introspect",
+            &json!({"client_id": owner.client_id, "client_secret": "x"}),
+        )
+        .await;
+    assert_oauth_error(r, 401, "invalid_client").await;
     let r = t
         .post_json(
             "/oauth/introspect",

@@ -1339,6 +1339,55 @@ async fn oauth_one_bad_lookup_fails_alone(nodes: Vec<SharedOAuthStore>) {
     }
 }
 
+/// Many OAuth token lookups at once (PostgreSQL coalesces them into batch reads): each gets
+/// its own token with its own client, a hash asked twice gets it both times, unknown hashes get
+/// nothing, and a revocation acknowledged before the lookups is seen by them.
+async fn oauth_concurrent_token_lookups_each_get_their_own_answer(nodes: Vec<SharedOAuthStore>) {
+    let store = &nodes[0];
+    let now = now_ms();
+    let clients = [oauth_client(now), oauth_client(now + 1)];
+    for client in &clients {
+        store.insert_client(client).await.expect("insert client");
+    }
+    let tokens: Vec<OAuthTokenRecord> = (0..6).map(|i| oauth_token(&clients[i % 2], now)).collect();
+    for token in &tokens {
+        assert!(store.insert_token(token).await.expect("insert token"));
+    }
+    assert!(store
+        .revoke_token(&tokens[0].hash, &clients[0].id, now)
+        .await
+        .expect("revoke"));
+    for _ in 0..3 {
+        let mut asks = Vec::new();
+        for (i, token) in tokens.iter().chain(tokens.iter()).enumerate() {
+            let node = store.clone();
+            let (token, owner) = (token.clone(), clients[i % 2].clone());
+            asks.push(tokio::spawn(async move {
+                let (t, c) = node
+                    .token_by_hash(&token.hash)
+                    .await
+                    .expect("lookup")
+                    .expect("found");
+                assert_eq!(t.hash, token.hash, "ask {i}");
+                assert_eq!(c, owner, "ask {i}");
+                assert_eq!(t.revoked_at.is_some(), i % 6 == 0, "ask {i}");
+            }));
+            let node = store.clone();
+            asks.push(tokio::spawn(async move {
+                let unknown = TokenHash::of(&format!("never issued {i}"));
+                assert!(node
+                    .token_by_hash(&unknown)
+                    .await
+                    .expect("lookup")
+                    .is_none());
+            }));
+        }
+        for ask in asks {
+            ask.await.expect("ask");
+        }
+    }
+}
+
 async fn oauth_clients_and_tokens_round_trip(nodes: Vec<SharedOAuthStore>) {
     let store = &nodes[0];
     let now = now_ms();
@@ -1815,6 +1864,7 @@ conformance! {
         oauth_expired_tokens_are_deleted,
         oauth_disable_racing_issue_leaves_no_live_token,
         oauth_one_bad_lookup_fails_alone,
+        oauth_concurrent_token_lookups_each_get_their_own_answer,
     ],
     db: [
         acknowledged_changes_survive_reopen,

@@ -305,6 +305,13 @@ impl OAuthRequest {
 
     /// Authenticates the client (RFC 6749 §2.3.1) through the OAuth service.
     async fn authenticate(&self, state: &AppState) -> Result<OAuthClient, OAuthError> {
+        let credentials = self.credentials(state)?;
+        Ok(state.oauth.authenticate(credentials, self.source).await?)
+    }
+
+    /// The client credentials as presented, by HTTP Basic or in the body (RFC 6749 §2.3.1);
+    /// nothing is checked against the store yet.
+    fn credentials(&self, state: &AppState) -> Result<Credentials<'_>, OAuthError> {
         let body_id = self.param("client_id")?;
         let body_secret = self.param("client_secret")?;
         let credentials = match &self.basic {
@@ -335,7 +342,7 @@ impl OAuthRequest {
                 client_secret: body_secret,
             },
         };
-        Ok(state.oauth.authenticate(credentials, self.source).await?)
+        Ok(credentials)
     }
 }
 
@@ -385,10 +392,21 @@ async fn introspect(
     State(state): State<AppState>,
     req: OAuthRequest,
 ) -> Result<Response, OAuthError> {
-    let client = req.authenticate(&state).await?;
-    let token = req.required("token", "RFC 7662 §2.1: the token to introspect")?;
+    const WHY: &str = "RFC 7662 §2.1: the token to introspect";
+    let credentials = req.credentials(&state)?;
+    let token = match req.required("token", WHY) {
+        Ok(token) => token,
+        Err(unusable) => {
+            // The client's authentication is judged first, as on the other endpoints.
+            state.oauth.authenticate(credentials, req.source).await?;
+            return Err(unusable);
+        }
+    };
+    let answer = state
+        .oauth
+        .authenticate_and_introspect(credentials, req.source, token)
+        .await?;
     req.param("token_type_hint")?;
-    let answer = state.oauth.introspect(&client, token).await?;
     Ok(no_store(StatusCode::OK, &answer))
 }
 

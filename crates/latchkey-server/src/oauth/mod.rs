@@ -161,6 +161,17 @@ impl OAuthService {
         credentials: Credentials<'_>,
         source: Option<IpAddr>,
     ) -> Result<OAuthClient, OAuthFailure> {
+        self.authenticate_knowing(credentials, source, None).await
+    }
+
+    /// [`OAuthService::authenticate`], given a client row already read (with a token it
+    /// owns): when it is the row of the presented client id, it is not read again.
+    async fn authenticate_knowing(
+        &self,
+        credentials: Credentials<'_>,
+        source: Option<IpAddr>,
+        known: Option<&OAuthClient>,
+    ) -> Result<OAuthClient, OAuthFailure> {
         let limiter = &self.inner.limiter;
         limiter
             .check(credentials.client_id, source)
@@ -191,10 +202,10 @@ impl OAuthService {
         // RFC 6749 §A.1: "client-id = *VSCHAR" (printable ASCII). Anything else (a NUL byte,
         // which PostgreSQL refuses in text, or a kilobyte of text) is an unknown client,
         // answered without a database read.
-        let client = if is_vschar_id(id) {
-            self.inner.store.client_by_id(id).await?
-        } else {
-            None
+        let client = match known {
+            Some(known) if known.id == id => Some(known.clone()),
+            _ if is_vschar_id(id) => self.inner.store.client_by_id(id).await?,
+            _ => None,
         };
         let Some(client) = client else {
             limiter.record_failure(None, source);
@@ -291,29 +302,49 @@ impl OAuthService {
         client: &OAuthClient,
         token: &str,
     ) -> Result<IntrospectionResponse, OAuthFailure> {
-        let inactive = IntrospectionResponse {
-            active: false,
-            ..IntrospectionResponse::default()
-        };
-        let Some((record, owner)) = self
+        let found = self
             .inner
             .store
             .token_by_hash(&TokenHash::of(token))
-            .await?
-        else {
-            return Ok(inactive);
+            .await?;
+        Ok(introspection(client, found))
+    }
+
+    /// Authenticates the caller ([`OAuthService::authenticate`]) and introspects `token` for
+    /// it ([`OAuthService::introspect`]), with one store read in the usual case.
+    ///
+    /// A token's row is read together with its owner's row. When the caller presents the
+    /// owner's id (a resource server checking its own client's token), that row is the
+    /// caller's, and the secret is checked against it instead of reading the client a second
+    /// time (issue 7: on PostgreSQL the two reads made an OAuth introspection cost 51 µs of
+    /// server CPU against 28 µs for a GNAP one). The failed-authentication limits are asked
+    /// before anything is read, so a refused caller costs no read.
+    pub async fn authenticate_and_introspect(
+        &self,
+        credentials: Credentials<'_>,
+        source: Option<IpAddr>,
+        token: &str,
+    ) -> Result<IntrospectionResponse, OAuthFailure> {
+        let presented = credentials.client_id.is_some() && credentials.client_secret.is_some();
+        let found = if presented
+            && self
+                .inner
+                .limiter
+                .check(credentials.client_id, source)
+                .is_ok()
+        {
+            self.inner
+                .store
+                .token_by_hash(&TokenHash::of(token))
+                .await?
+        } else {
+            None
         };
-        if owner.id != client.id || !record.is_active(&owner, now_ms()) {
-            return Ok(inactive);
-        }
-        Ok(IntrospectionResponse {
-            active: true,
-            scope: Some(scope::join(&record.scopes)),
-            client_id: Some(record.client_id.clone()),
-            token_type: Some(TOKEN_TYPE.to_string()),
-            exp: Some(record.expires_at_secs()),
-            iat: Some(record.created_at_secs()),
-        })
+        let owner = found.as_ref().map(|(_, owner)| owner);
+        let client = self
+            .authenticate_knowing(credentials, source, owner)
+            .await?;
+        Ok(introspection(&client, found))
     }
 
     /// Doorkeeper's token info for a bearer token (what Kopo Kopo serves at
@@ -343,6 +374,36 @@ impl OAuthService {
     /// Deletes tokens that have expired (they can never be active again). Returns how many.
     pub async fn purge_expired(&self) -> Result<u64, OAuthFailure> {
         Ok(self.inner.store.delete_expired_tokens(now_ms()).await?)
+    }
+}
+
+/// RFC 7662 §2.2's answer to `client` for a token row and its owner's (`None`: no such
+/// token).
+///
+/// RFC 7662 §2.2: "If the introspection call is properly authorized but the token is not
+/// active, does not exist on this server, or the protected resource is not allowed to
+/// introspect this particular token, then the authorization server MUST return an
+/// introspection response with the "active" field set to "false"." Another client's token is
+/// "not allowed", so it gets `{"active": false}`.
+fn introspection(
+    client: &OAuthClient,
+    found: Option<(OAuthTokenRecord, OAuthClient)>,
+) -> IntrospectionResponse {
+    match found {
+        Some((record, owner)) if owner.id == client.id && record.is_active(&owner, now_ms()) => {
+            IntrospectionResponse {
+                active: true,
+                scope: Some(scope::join(&record.scopes)),
+                client_id: Some(record.client_id.clone()),
+                token_type: Some(TOKEN_TYPE.to_string()),
+                exp: Some(record.expires_at_secs()),
+                iat: Some(record.created_at_secs()),
+            }
+        }
+        _ => IntrospectionResponse {
+            active: false,
+            ..IntrospectionResponse::default()
+        },
     }
 }
 

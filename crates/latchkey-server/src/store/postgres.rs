@@ -47,7 +47,7 @@ use super::coalesce::{BatchRead, Coalesced};
 use super::group::{GroupQueue, WriteDone, WriteOp};
 use super::oauth::OAuthWrite;
 use super::postgres_group::PgGroupWriter;
-use super::postgres_oauth::client_reads;
+use super::postgres_oauth::{client_reads, oauth_token_reads, OAuthTokenAndClient};
 use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
 use super::{hash_from, purge, GrantColumns, PurgeOutcome, RotateOutcome, Store, StoreError};
@@ -114,6 +114,8 @@ pub struct PostgresStore {
     grant_lookups: Coalesced<PgKeyedReads<String, Grant>>,
     /// Coalesced OAuth client reads (`postgres_oauth.rs`).
     client_lookups: Coalesced<PgKeyedReads<String, OAuthClient>>,
+    /// Coalesced OAuth token reads with their client (`postgres_oauth.rs`).
+    oauth_token_lookups: Coalesced<PgKeyedReads<TokenHash, OAuthTokenAndClient>>,
 }
 
 /// Parses a `postgres://` or `postgresql://` URL into connect options with Latchkey's session
@@ -228,6 +230,7 @@ impl PostgresStore {
             "PostgreSQL grant reader",
         );
         let client_lookups = client_reads(pool.clone(), timeout);
+        let oauth_token_lookups = oauth_token_reads(pool.clone(), timeout);
         let store = PostgresStore {
             pool,
             writer_pools: [gnap_writer_pool, oauth_writer_pool],
@@ -238,6 +241,7 @@ impl PostgresStore {
             manage_lookups,
             grant_lookups,
             client_lookups,
+            oauth_token_lookups,
         };
         Ok((store, report))
     }
@@ -250,6 +254,13 @@ impl PostgresStore {
     /// The coalesced OAuth client reads (`postgres_oauth.rs`).
     pub(super) fn client_lookups(&self) -> &Coalesced<PgKeyedReads<String, OAuthClient>> {
         &self.client_lookups
+    }
+
+    /// The coalesced OAuth token reads (`postgres_oauth.rs`).
+    pub(super) fn oauth_token_lookups(
+        &self,
+    ) -> &Coalesced<PgKeyedReads<TokenHash, OAuthTokenAndClient>> {
+        &self.oauth_token_lookups
     }
 
     /// The connection pool, for the janitor and the notification listener.

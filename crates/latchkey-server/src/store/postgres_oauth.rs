@@ -160,6 +160,32 @@ pub(super) fn client_reads(
     )
 }
 
+/// An OAuth token's row with its client's, as introspection needs both.
+pub(super) type OAuthTokenAndClient = (OAuthTokenRecord, OAuthClient);
+
+fn token_and_client_from_row(row: &PgRow) -> Result<OAuthTokenAndClient, StoreError> {
+    Ok((token_from_row(row)?, client_from_row(row)?))
+}
+
+/// Token lookups by hash with the token's client (OAuth introspection), coalesced like
+/// [`client_reads`]: never cached, each read started after its lookup arrived.
+pub(super) fn oauth_token_reads(
+    pool: PgPool,
+    operation_timeout: Duration,
+) -> Coalesced<PgKeyedReads<TokenHash, OAuthTokenAndClient>> {
+    PgKeyedReads::start(
+        pool,
+        operation_timeout,
+        &format!(
+            "SELECT {TOKEN_COLUMNS}, {CLIENT_COLUMNS} FROM oauth_tokens t \
+             JOIN oauth_clients c ON c.id = t.client_id WHERE t.hash"
+        ),
+        token_and_client_from_row,
+        |(token, _): &OAuthTokenAndClient| token.hash,
+        "PostgreSQL OAuth token reader",
+    )
+}
+
 #[async_trait]
 impl OAuthStore for PostgresStore {
     async fn insert_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
@@ -299,21 +325,7 @@ impl OAuthStore for PostgresStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
-        self.bounded(async {
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {CLIENT_COLUMNS} FROM oauth_tokens t \
-                 JOIN oauth_clients c ON c.id = t.client_id WHERE t.hash = $1"
-            );
-            let row = sqlx::query(&sql)
-                .bind(hash.as_bytes())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error)?;
-            row.as_ref()
-                .map(|r| Ok((token_from_row(r)?, client_from_row(r)?)))
-                .transpose()
-        })
-        .await
+        self.bounded(self.oauth_token_lookups().lookup(*hash)).await
     }
 
     async fn revoke_token(
