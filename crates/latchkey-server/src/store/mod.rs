@@ -14,6 +14,7 @@ mod postgres_oauth_group;
 pub mod purge;
 mod schema;
 pub mod sqlite;
+mod sqlite_busy;
 mod sqlite_checkpoint;
 mod sqlite_group;
 mod sqlite_read;

@@ -36,6 +36,12 @@ const PAUSE: Duration = Duration::from_millis(25);
 /// WAL means fewer pauses: 2,000 frames gave 8 restarts a second at that load, this 2.
 const RESTART_FRAMES: i64 = 8000;
 
+/// Frames added during a catch-up pass (see [`catch_up`]) few enough to leave to the writer.
+const SMALL_TAIL: i64 = 64;
+
+/// Most catch-up passes before the writer is asked anyway.
+const CATCH_UP_PASSES: usize = 4;
+
 /// The checkpointing task's request to the writer thread: "checkpoint the last few frames
 /// between two groups, so that the WAL can start over". Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -78,16 +84,13 @@ pub(super) fn start(pool: SqlitePool, database: &Path, store: Weak<()>, restart:
                 continue;
             }
             last_seen = modified;
-            // The pragma answers one row: busy, frames in the WAL, frames copied back.
-            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&pool)
-                .await
-            {
-                Ok(row) => {
-                    if row.try_get::<i64, _>(1).unwrap_or(0) > RESTART_FRAMES {
+            match pass(&pool).await {
+                Ok(frames) if frames > RESTART_FRAMES => {
+                    if catch_up(&pool, frames).await.is_ok() {
                         restart.ask();
                     }
                 }
+                Ok(_) => {}
                 Err(e) => {
                     if pool.is_closed() {
                         break;
@@ -98,6 +101,32 @@ pub(super) fn start(pool: SqlitePool, database: &Path, store: Weak<()>, restart:
             }
         }
     });
+}
+
+/// One passive checkpoint; the WAL's length in frames when it began.
+async fn pass(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    // The pragma answers one row: busy, frames in the WAL, frames copied back.
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    row.try_get::<i64, _>(1)
+}
+
+/// Before the writer is asked to restart the WAL: passes one after another until one finds
+/// few frames added since the last began ([`SMALL_TAIL`]), so that the frames left for the
+/// writer to copy, and to sync while every write waits, are those of one short pass. Each
+/// pass copies what arrived during the one before, so the tail shrinks quickly; at most
+/// [`CATCH_UP_PASSES`] are made.
+async fn catch_up(pool: &SqlitePool, mut frames: i64) -> Result<(), sqlx::Error> {
+    for _ in 0..CATCH_UP_PASSES {
+        let now = pass(pool).await?;
+        // Fewer frames than before: the WAL has started over meanwhile.
+        if now - frames <= SMALL_TAIL {
+            break;
+        }
+        frames = now;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

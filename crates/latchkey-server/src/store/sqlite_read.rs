@@ -13,7 +13,7 @@
 //! never waits for the writer (it reads the last committed snapshot), so the duration is that of
 //! the B-tree walk, plus a disk read for a page the operating system has not cached (a database
 //! larger than memory). A reader can meet a lock only while the WAL is being recovered or
-//! restarted; it then waits at most [`READ_BUSY_TIMEOUT`].
+//! restarted; it then waits at most a second ([`super::sqlite_busy`]).
 //!
 //! Freshness is that of a read of its own: each statement is its own read transaction, begun
 //! after the request arrived, so it sees every write committed before (a revocation, a disabled
@@ -22,22 +22,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Row, ToSql};
 
+use super::sqlite_busy::reader_wait;
 use super::StoreError;
 
 /// Idle connections kept for reuse. More can be open at a moment (one per thread reading at
 /// once); the extra ones are closed when given back.
 const MAX_IDLE: usize = 8;
 
-/// How long a read waits for a lock (only met while the WAL is recovered or restarted) before
-/// failing with "database is locked": short, because the wait blocks a Tokio worker.
-const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Statements kept prepared per connection (the hot reads are a handful).
 const STATEMENT_CACHE: usize = 16;
+
+/// A read slower than this is logged (at `warn`): it held a Tokio worker, and every request
+/// queued on that worker, for as long.
+const SLOW_READ: Duration = Duration::from_millis(100);
 
 /// A pool of read-only connections used on the calling thread.
 pub(super) struct InlineReads {
@@ -79,7 +80,7 @@ impl InlineReads {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(READ_BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(reader_wait))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
@@ -121,7 +122,15 @@ impl InlineReads {
             Some(conn) => conn,
             None => self.connect().map_err(read_error)?,
         };
+        let started = Instant::now();
         let found = read_first(&conn, sql, param, map);
+        let took = started.elapsed();
+        if took >= SLOW_READ {
+            tracing::warn!(
+                millis = took.as_millis() as u64,
+                "a SQLite read held its thread for long (a lock, or a disk read)"
+            );
+        }
         self.give_back(conn);
         found
     }

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::group::{runs, Failure, WriteDone, WriteOp, MAX_GROUP};
 use super::oauth::{apply_oauth_run, OAuthWrite};
+use super::sqlite_busy::writer_wait;
 use super::sqlite_checkpoint::WalRestart;
 use super::sqlite_group::apply_gnap_run;
 use super::StoreError;
@@ -58,10 +59,8 @@ impl std::fmt::Debug for SqliteWriter {
     }
 }
 
-/// How long a transaction waits for a write lock held by another connection (the store's sqlx
-/// writer, or the `oauth-client` admin command beside a running server) before failing with
-/// "database is locked"; on a loaded machine 5 s proved too short.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A group slower than this is logged (at `warn`).
+const SLOW_GROUP: Duration = Duration::from_millis(100);
 
 fn stopped() -> StoreError {
     StoreError::Unavailable("the SQLite writer has stopped".into())
@@ -95,7 +94,7 @@ impl SqliteWriter {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        conn.busy_handler(Some(writer_wait)).map_err(open_error)?;
         // The settings of every connection of the store (see `SqliteStore::open`): WAL, a
         // commit is durable once the WAL is synced, foreign keys enforced, statement journals in
         // memory; plus the writer's automatic checkpoint, a backstop only.
@@ -328,11 +327,16 @@ impl Group {
         } else {
             together(conn, &stretches)
         };
-        tracing::trace!(
-            writes,
-            micros = started.elapsed().as_micros() as u64,
-            "group applied"
-        );
+        let took = started.elapsed();
+        if took >= SLOW_GROUP {
+            tracing::warn!(
+                writes,
+                millis = took.as_millis() as u64,
+                "a SQLite write group took long; every write queued behind it waited"
+            );
+        } else {
+            tracing::trace!(writes, micros = took.as_micros() as u64, "group applied");
+        }
         match outcome {
             Ok(applied) => {
                 for (stretch, applied) in stretches.into_iter().zip(applied) {
