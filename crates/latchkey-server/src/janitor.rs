@@ -1,7 +1,7 @@
 //! The janitor: removes state that can no longer matter, so tables stay bounded.
 //!
 //! After a configurable retention it deletes access tokens that expired (a revoked token once it
-//! has expired too: see [`crate::store::purge::TOKENS`]), then
+//! has expired too: see `purge::TOKENS` in the store), then
 //! grants that were cancelled or rejected, issued grants with no token left, and grants
 //! abandoned in interaction (see [`crate::store::Store::purge_expired`]). It works batch by batch (short
 //! transactions, short row locks) and pauses between batches. On PostgreSQL each batch takes a

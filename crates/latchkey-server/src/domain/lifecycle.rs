@@ -2,7 +2,7 @@
 //!
 //! Authentication (signatures, token binding) happens before these calls, in `http::auth`;
 //! these functions apply the rules of [`super::grant`] and [`super::token`] and persist the
-//! outcome through the [`Store`].
+//! outcome through the [`Store`](crate::store::Store).
 
 use latchkey_proto::gnap::{AccessItem, Action, InteractRequest, IntrospectResponse};
 use std::time::Duration;
