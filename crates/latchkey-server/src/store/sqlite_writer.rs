@@ -327,16 +327,6 @@ impl Group {
         } else {
             together(conn, &stretches)
         };
-        let took = started.elapsed();
-        if took >= SLOW_GROUP {
-            tracing::warn!(
-                writes,
-                millis = took.as_millis() as u64,
-                "a SQLite write group took long; every write queued behind it waited"
-            );
-        } else {
-            tracing::trace!(writes, micros = took.as_micros() as u64, "group applied");
-        }
         match outcome {
             Ok(applied) => {
                 for (stretch, applied) in stretches.into_iter().zip(applied) {
@@ -365,6 +355,17 @@ impl Group {
                     }
                 }
             }
+        }
+        // Measured to the last answer, replays included (a group of one is a replay).
+        let took = started.elapsed();
+        if took >= SLOW_GROUP {
+            tracing::warn!(
+                writes,
+                millis = took.as_millis() as u64,
+                "a SQLite write group took long; every write queued behind it waited"
+            );
+        } else {
+            tracing::trace!(writes, micros = took.as_micros() as u64, "group applied");
         }
     }
 }
