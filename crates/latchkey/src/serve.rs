@@ -29,14 +29,26 @@ pub struct ServeArgs {
     /// Folder for sandbox data (default ./latchkey-data).
     #[arg(long, env = "LATCHKEY_DATA_DIR")]
     data_dir: Option<String>,
-    /// Admin API token (the admin API is off without one).
-    #[arg(long, env = "LATCHKEY_ADMIN_TOKEN", hide_env_values = true)]
+    /// Admin API token (the admin API is off without one). May begin with `-`, as one random
+    /// base64url token in 64 does.
+    #[arg(
+        long,
+        env = "LATCHKEY_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     admin_token: Option<String>,
     /// OAuth access token lifetime in seconds (default 3600).
     #[arg(long, env = "LATCHKEY_OAUTH_TOKEN_LIFETIME", value_name = "SECS")]
     oauth_token_lifetime: Option<u64>,
     /// Secret the identity provider sends as `x-idp-secret` (the IdP API is off without one).
-    #[arg(long, env = "LATCHKEY_IDP_SECRET", hide_env_values = true)]
+    /// May begin with `-`.
+    #[arg(
+        long,
+        env = "LATCHKEY_IDP_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     idp_secret: Option<String>,
     /// An identity provider's consent page; the interaction start redirects there instead of to
     /// the built-in page, with `interactId`, `nonce`, `clientName`, `clientUri`.
@@ -130,5 +142,38 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// A random base64url secret begins with `-` one time in 64; it is still the flag's value,
+    /// not an unknown flag (the interop suite's random IdP secret once was).
+    #[test]
+    fn secrets_may_begin_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "latchkey",
+            "--idp-secret",
+            "-y1P5Aighw4DwrptjFGvVntma9fF0_zR",
+            "--admin-token",
+            "-abc",
+            "--continue-wait",
+            "1",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.serve.idp_secret.as_deref(),
+            Some("-y1P5Aighw4DwrptjFGvVntma9fF0_zR")
+        );
+        assert_eq!(cli.serve.admin_token.as_deref(), Some("-abc"));
     }
 }
