@@ -290,28 +290,8 @@ impl OAuthService {
         Ok(())
     }
 
-    /// RFC 7662 §2.2 introspection, for the client the token was issued to.
-    ///
-    /// RFC 7662 §2.2: "If the introspection call is properly authorized but the token is not
-    /// active, does not exist on this server, or the protected resource is not allowed to
-    /// introspect this particular token, then the authorization server MUST return an
-    /// introspection response with the "active" field set to "false"." Another client's token
-    /// is "not allowed", so it gets `{"active": false}`.
-    pub async fn introspect(
-        &self,
-        client: &OAuthClient,
-        token: &str,
-    ) -> Result<IntrospectionResponse, OAuthFailure> {
-        let found = self
-            .inner
-            .store
-            .token_by_hash(&TokenHash::of(token))
-            .await?;
-        Ok(introspection(client, found))
-    }
-
-    /// Authenticates the caller ([`OAuthService::authenticate`]) and introspects `token` for
-    /// it ([`OAuthService::introspect`]), with one store read in the usual case.
+    /// Authenticates the caller ([`OAuthService::authenticate`]) and introspects `token` for it
+    /// (RFC 7662 §2.2, see [`introspection`]), with one store read in the usual case.
     ///
     /// A token's row is read together with its owner's row. When the caller presents the
     /// owner's id (a resource server checking its own client's token), that row is the

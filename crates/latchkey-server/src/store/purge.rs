@@ -36,17 +36,12 @@ pub const LOCK_KEY: i64 = 0x4C4B_4A41_4E49_5452;
 mod tests {
     use super::*;
 
-    /// The plan SQLite makes for `sql` on the schema of every SQLite migration, one step per
-    /// line.
+    /// The plan SQLite makes for `sql` on the schema of every SQLite migration the store
+    /// embeds, one step per line.
     fn sqlite_plan(sql: &str) -> String {
         let conn = rusqlite::Connection::open_in_memory().expect("open");
-        for migration in [
-            include_str!("../../migrations/sqlite/0001_gnap.sql"),
-            include_str!("../../migrations/sqlite/0002_oauth.sql"),
-            include_str!("../../migrations/sqlite/0003_interactions.sql"),
-            include_str!("../../migrations/sqlite/0004_purge_indexes.sql"),
-        ] {
-            conn.execute_batch(migration).expect("migration");
+        for migration in super::super::sqlite::MIGRATOR.iter() {
+            conn.execute_batch(&migration.sql).expect("migration");
         }
         let mut plan = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -24,7 +24,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
 /// `wal_autocheckpoint` of the writer connection: a backstop only, twice [`RESTART_FRAMES`].
-pub(super) const WRITER_AUTOCHECKPOINT_PAGES: &str = "16000";
+pub(super) const WRITER_AUTOCHECKPOINT_PAGES: i64 = 2 * RESTART_FRAMES;
 
 /// Pause between two looks at the WAL. At 6,000 grants/s the WAL grows by a few hundred pages
 /// in this time, so each pass copies a few hundred pages and syncs the database file once.

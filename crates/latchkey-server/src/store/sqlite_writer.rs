@@ -85,7 +85,7 @@ impl SqliteWriter {
     /// store's settings and starts the thread.
     pub(super) fn start(
         path: &Path,
-        autocheckpoint_pages: &str,
+        autocheckpoint_pages: i64,
         restart: WalRestart,
     ) -> Result<Self, StoreError> {
         let open_error = |e: rusqlite::Error| StoreError::Open(format!("SQLite writer: {e}"));
