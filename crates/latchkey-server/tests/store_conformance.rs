@@ -2165,6 +2165,102 @@ mod postgres_only {
         super::concurrent_opens_migrate_once(&db).await;
     }
 
+    /// Another session (a rotation on another node, played by hand) holds a grant's row and
+    /// inserts a live token of that grant. A cancel of the grant sent meanwhile waits for the
+    /// row, and once the other session commits it must revoke that token too: its token sweep
+    /// runs with a snapshot taken after it got the lock (the snapshot rule of
+    /// `store/postgres_group.rs`, in the lone-cancel function of migration 0006 and in the
+    /// group transaction alike). Deterministic, unlike the race of
+    /// `cancel_racing_rotate_leaves_no_live_token`, whose window is a fraction of a millisecond.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_cancel_waiting_for_its_grant_revokes_what_the_holder_committed() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let (grant, first) = issued(&store).await;
+        let late = token_for(&grant, now_ms());
+        let mut other = sqlx::PgConnection::connect(db.url())
+            .await
+            .expect("connect");
+        let mut tx = other.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(&grant.id)
+            .execute(&mut *tx)
+            .await
+            .expect("lock the grant");
+        sqlx::query(
+            "INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&late.manage_id)
+        .bind(&grant.id)
+        .bind(late.hash.as_bytes().to_vec())
+        .bind(late.created_at)
+        .bind(late.expires_at)
+        .execute(&mut *tx)
+        .await
+        .expect("insert a token while holding the grant");
+        let cancel = {
+            let (store, grant_id) = (store.clone(), grant.id.clone());
+            tokio::spawn(async move { store.cancel_grant(&grant_id, now_ms()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !cancel.is_finished(),
+            "the cancel must wait for the grant row"
+        );
+        tx.commit().await.expect("commit");
+        let _ = other.close().await;
+        cancel.await.expect("cancel task").expect("cancel");
+        for token in [&first, &late] {
+            let (now, g) = lookup(&store, &token.manage_id).await.expect("token kept");
+            assert!(g.state.is_revoked(), "the grant is cancelled");
+            assert!(
+                now.revoked_at.is_some(),
+                "a token committed while the cancel waited is still live"
+            );
+        }
+        store.close().await;
+    }
+
+    /// Another session cancels a grant by hand and holds its row uncommitted. A rotation of a
+    /// token of that grant sent meanwhile waits, then must answer `NotLive` and store nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_rotation_waiting_for_its_grant_sees_the_cancel_it_waited_for() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let (grant, token) = issued(&store).await;
+        let mut other = sqlx::PgConnection::connect(db.url())
+            .await
+            .expect("connect");
+        let mut tx = other.begin().await.expect("begin");
+        sqlx::query("UPDATE grants SET state = 'revoked', finalized_at = $2 WHERE id = $1")
+            .bind(&grant.id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .expect("cancel by hand");
+        let successor = token_for(&grant, now_ms());
+        let rotation = {
+            let (store, old, successor) =
+                (store.clone(), token.manage_id.clone(), successor.clone());
+            tokio::spawn(async move { store.rotate_token(&old, &successor, now_ms()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !rotation.is_finished(),
+            "the rotation must wait for the grant row"
+        );
+        tx.commit().await.expect("commit");
+        let _ = other.close().await;
+        let outcome = rotation.await.expect("rotation task").expect("rotate");
+        assert_eq!(outcome, RotateOutcome::NotLive);
+        assert!(
+            lookup(&store, &successor.manage_id).await.is_none(),
+            "a rotation of a cancelled grant stored its successor"
+        );
+        store.close().await;
+    }
+
     /// One node at a time: while another session holds the janitor's advisory lock, a batch
     /// does nothing and says so.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

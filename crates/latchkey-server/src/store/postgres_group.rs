@@ -38,7 +38,7 @@
 //!   (SQLSTATE 40P01), that group is rolled back and each of its writes replayed alone, like
 //!   any failed group.
 //! - *Failures.* Any failed statement: rollback, then each write replayed alone with the
-//!   single-write code of [`super::postgres`]. A group whose rollback or commit fails, or whose
+//!   single-write path (`PgGroupWriter::alone`). A group whose rollback or commit fails, or whose
 //!   connection is lost, fails every caller with [`StoreError::Unavailable`]: nothing is
 //!   acknowledged that was not committed. A group (and each replay) is bounded by the
 //!   operation timeout, so a dead network fails the group instead of stalling the queue.
@@ -50,8 +50,14 @@
 //! once the table had grown past its last `ANALYZE` (263 cancels/s at 16 clients on a
 //! 100,000-token table, p50 60 ms).
 //!
-//! A group of one run of grant creations or revocations is a single statement and needs no
-//! transaction (a statement is atomic): it is sent alone, with no lock step either.
+//! A group of one run is a single statement and needs no transaction block (a statement is
+//! atomic and commits on its own): one round trip instead of four (`BEGIN`, lock, run,
+//! `COMMIT`), in a queue that commits one group at a time. Grant creations and revocations
+//! need no lock step. Rotations and cancels call a PL/pgSQL function (migration
+//! `0006_one_round_trip_groups`) that runs step 2 and then step 3 as two statements, so the
+//! snapshot rule above holds unchanged. PostgreSQL, "Transaction Isolation": "Within a
+//! procedure or VOLATILE function written in SQL or any of the standard procedural languages,
+//! each command starts with a new snapshot".
 
 use std::time::Duration;
 
@@ -63,10 +69,7 @@ use super::group::{
     first_targets_and_times, first_writes_sorted, mixed_run, rotation_outcomes, runs, Failure,
     GroupWriter, WriteDone, WriteOp,
 };
-use super::postgres::{
-    cancel_grant_alone, create_grant_alone, db_error, revoke_token_alone, rotate_token_alone,
-    within,
-};
+use super::postgres::{db_error, within};
 use super::{GrantColumns, StoreError};
 use crate::domain::clock::Millis;
 
@@ -94,29 +97,14 @@ impl GroupWriter for PgGroupWriter {
         done
     }
 
+    /// A write of its own is a run of one, sent alone: one statement, one round trip (a
+    /// rotation or cancel calls its function, which takes the grant lock first).
     async fn alone(&self, op: &WriteOp) -> Result<WriteDone, StoreError> {
         within(self.operation_timeout, async {
-            let pool = &self.pool;
-            Ok(match op {
-                WriteOp::CreateGrant { grant, token } => {
-                    create_grant_alone(pool, grant, token.as_ref()).await?;
-                    WriteDone::Done
-                }
-                WriteOp::Revoke { manage_id, now } => {
-                    revoke_token_alone(pool, manage_id, *now).await?;
-                    WriteDone::Done
-                }
-                WriteOp::Rotate {
-                    old_manage_id,
-                    successor,
-                    now,
-                } => WriteDone::Rotated(
-                    rotate_token_alone(pool, old_manage_id, successor, *now).await?,
-                ),
-                WriteOp::Cancel { grant_id, now } => {
-                    cancel_grant_alone(pool, grant_id, *now).await?;
-                    WriteDone::Done
-                }
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let mut done = apply_run(&mut conn, std::slice::from_ref(op), Alone).await?;
+            done.pop().ok_or_else(|| {
+                StoreError::Corrupt("the writer answered a write with no outcome".into())
             })
         })
         .await
@@ -176,19 +164,17 @@ async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Fail
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     let all: Vec<_> = runs(ops).collect();
     if let [run] = all.as_slice() {
-        if matches!(ops[0], WriteOp::CreateGrant { .. } | WriteOp::Revoke { .. }) {
-            return match apply_run(&mut conn, &ops[run.clone()]).await {
-                Ok(done) => Ok(done),
-                Err(e) => Err(replay_unless_lost(&mut conn, e, ops.len()).await),
-            };
-        }
+        return match apply_run(&mut conn, &ops[run.clone()], Alone).await {
+            Ok(done) => Ok(done),
+            Err(e) => Err(replay_unless_lost(&mut conn, e, ops.len()).await),
+        };
     }
     let mut tx = conn.begin().await.map_err(unavailable)?;
     let applied = async {
         lock_grants(&mut tx, ops).await?;
         let mut results = Vec::with_capacity(ops.len());
         for run in all {
-            results.extend(apply_run(&mut tx, &ops[run]).await?);
+            results.extend(apply_run(&mut tx, &ops[run], InTransaction).await?);
         }
         Ok::<_, StoreError>(results)
     }
@@ -220,13 +206,30 @@ async fn lock_grants(conn: &mut PgConnection, ops: &[WriteOp]) -> Result<(), Sto
     Ok(())
 }
 
+/// Whether a run is the whole group (sent on its own, outside a transaction block) or one run
+/// of several inside the group's transaction, whose grant rows are locked already (step 2).
+#[derive(Clone, Copy)]
+enum RunIn {
+    /// The run is the group: one statement, which commits on its own. Rotations and cancels
+    /// call a function of migration `0006_one_round_trip_groups` that takes the grant locks
+    /// (step 2) and then runs the run's statement (step 3), with the same snapshot rule.
+    Alone,
+    /// A run of a group of several, between `lock_grants` and `COMMIT`.
+    InTransaction,
+}
+use RunIn::{Alone, InTransaction};
+
 /// Applies a run of same-kind writes as one statement; one result per write, in order.
-async fn apply_run(conn: &mut PgConnection, run: &[WriteOp]) -> Result<Vec<WriteDone>, StoreError> {
+async fn apply_run(
+    conn: &mut PgConnection,
+    run: &[WriteOp],
+    within: RunIn,
+) -> Result<Vec<WriteDone>, StoreError> {
     match &run[0] {
         WriteOp::CreateGrant { .. } => create_grants(conn, run).await,
         WriteOp::Revoke { .. } => revoke_tokens(conn, run).await,
-        WriteOp::Rotate { .. } => rotate_tokens(conn, run).await,
-        WriteOp::Cancel { .. } => cancel_grants(conn, run).await,
+        WriteOp::Rotate { .. } => rotate_tokens(conn, run, within).await,
+        WriteOp::Cancel { .. } => cancel_grants(conn, run, within).await,
     }
 }
 
@@ -381,6 +384,7 @@ async fn revoke_tokens(
 async fn rotate_tokens(
     conn: &mut PgConnection,
     run: &[WriteOp],
+    within: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
@@ -406,22 +410,11 @@ async fn rotate_tokens(
     // One statement: the conditional kill (fact 2, and the grant must not be cancelled: its
     // row is locked by this transaction, so its state is the newest), the successors of the
     // killed tokens, and the old tokens that belong to another grant than their successor.
-    let query = sqlx::query(
-        "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-         $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
-         AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)), \
-         killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id \
-         FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old \
-         AND t.revoked_at IS NULL \
-         AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked' \
-         RETURNING t.manage_id AS old), \
-         inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, \
-         expires_at, revoked_at) SELECT i.manage_id, i.grant_id, i.hash, i.created_at, \
-         i.expires_at, i.revoked_at FROM i JOIN killed k ON k.old = i.old RETURNING 1) \
-         SELECT k.old, TRUE AS rotated FROM killed k \
-         UNION ALL SELECT i.old, FALSE FROM i JOIN access_tokens t ON t.manage_id = i.old \
-         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id",
-    )
+    // Alone, the function runs the grant lock and then this same statement.
+    let query = sqlx::query(match within {
+        Alone => "SELECT old_manage_id, rotated FROM latchkey_rotate_tokens($1, $2, $3, $4, $5, $6, $7, $8)",
+        InTransaction => ROTATE_RUN,
+    })
     .bind(olds)
     .bind(nows);
     let rows = successors
@@ -443,22 +436,44 @@ async fn rotate_tokens(
     rotation_outcomes(run, &killed)
 }
 
+/// A run of rotations inside a group's transaction (`latchkey_rotate_tokens` runs the same).
+const ROTATE_RUN: &str =
+    "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+         $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
+         AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)), \
+         killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id \
+         FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old \
+         AND t.revoked_at IS NULL \
+         AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked' \
+         RETURNING t.manage_id AS old), \
+         inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, \
+         expires_at, revoked_at) SELECT i.manage_id, i.grant_id, i.hash, i.created_at, \
+         i.expires_at, i.revoked_at FROM i JOIN killed k ON k.old = i.old RETURNING 1) \
+         SELECT k.old, TRUE AS rotated FROM killed k \
+         UNION ALL SELECT i.old, FALSE FROM i JOIN access_tokens t ON t.manage_id = i.old \
+         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id";
+
 async fn cancel_grants(
     conn: &mut PgConnection,
     run: &[WriteOp],
+    within: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
     // The grant rows are locked already (step 2), by an earlier statement: this statement's
     // snapshot holds every token committed before that, including successors of rotations
-    // that held the lock before us, and the successors of this group's earlier runs.
-    update_first_rows(
-        conn,
-        run,
-        "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i(grant_id, now)), \
+    // that held the lock before us, and the successors of this group's earlier runs. Alone,
+    // the function takes the locks and then runs this same statement.
+    let sql = match within {
+        Alone => "SELECT latchkey_cancel_grants($1, $2)",
+        InTransaction => CANCEL_RUN,
+    };
+    update_first_rows(conn, run, sql).await
+}
+
+/// A run of cancels inside a group's transaction (`latchkey_cancel_grants` runs the same).
+const CANCEL_RUN: &str =
+    "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i(grant_id, now)), \
          g AS (UPDATE grants SET state = 'revoked', finalized_at = i.now FROM i \
          WHERE grants.id = ANY($1) AND grants.id = i.grant_id AND grants.state <> 'revoked') \
          UPDATE access_tokens AS t SET revoked_at = i.now FROM i \
-         WHERE t.grant_id = ANY($1) AND t.grant_id = i.grant_id AND t.revoked_at IS NULL",
-    )
-    .await
-}
+         WHERE t.grant_id = ANY($1) AND t.grant_id = i.grant_id AND t.revoked_at IS NULL";
