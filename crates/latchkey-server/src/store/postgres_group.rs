@@ -223,13 +223,13 @@ use RunIn::{Alone, InTransaction};
 async fn apply_run(
     conn: &mut PgConnection,
     run: &[WriteOp],
-    within: RunIn,
+    run_in: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     match &run[0] {
         WriteOp::CreateGrant { .. } => create_grants(conn, run).await,
         WriteOp::Revoke { .. } => revoke_tokens(conn, run).await,
-        WriteOp::Rotate { .. } => rotate_tokens(conn, run, within).await,
-        WriteOp::Cancel { .. } => cancel_grants(conn, run, within).await,
+        WriteOp::Rotate { .. } => rotate_tokens(conn, run, run_in).await,
+        WriteOp::Cancel { .. } => cancel_grants(conn, run, run_in).await,
     }
 }
 
@@ -384,7 +384,7 @@ async fn revoke_tokens(
 async fn rotate_tokens(
     conn: &mut PgConnection,
     run: &[WriteOp],
-    within: RunIn,
+    run_in: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
@@ -411,7 +411,7 @@ async fn rotate_tokens(
     // row is locked by this transaction, so its state is the newest), the successors of the
     // killed tokens, and the old tokens that belong to another grant than their successor.
     // Alone, the function runs the grant lock and then this same statement.
-    let query = sqlx::query(match within {
+    let query = sqlx::query(match run_in {
         Alone => "SELECT old_manage_id, rotated FROM latchkey_rotate_tokens($1, $2, $3, $4, $5, $6, $7, $8)",
         InTransaction => ROTATE_RUN,
     })
@@ -456,14 +456,14 @@ const ROTATE_RUN: &str =
 async fn cancel_grants(
     conn: &mut PgConnection,
     run: &[WriteOp],
-    within: RunIn,
+    run_in: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     // The first cancel of a grant wins; later ones change nothing.
     // The grant rows are locked already (step 2), by an earlier statement: this statement's
     // snapshot holds every token committed before that, including successors of rotations
     // that held the lock before us, and the successors of this group's earlier runs. Alone,
     // the function takes the locks and then runs this same statement.
-    let sql = match within {
+    let sql = match run_in {
         Alone => "SELECT latchkey_cancel_grants($1, $2)",
         InTransaction => CANCEL_RUN,
     };
