@@ -2165,13 +2165,79 @@ mod postgres_only {
         super::concurrent_opens_migrate_once(&db).await;
     }
 
+    /// A group that is one run of rotations, one of them with a successor of another grant
+    /// (sent alone, outside a transaction block): that one fails, and the others keep the
+    /// outcome they would have had alone. The run's function must change nothing when it
+    /// reports the stray successor, or the replays would find their tokens already rotated.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_run_of_rotations_with_a_stray_successor_keeps_the_other_outcomes() {
+        let db = TestDb::postgres().await;
+        let store = db.open().await;
+        let (g1, a) = issued(&store).await;
+        let (_, c) = issued(&store).await;
+        let (g3, d) = issued(&store).await;
+        let now = now_ms();
+        let (b, stray, e) = (
+            token_for(&g1, now),
+            token_for(&g1, now),
+            token_for(&g3, now),
+        );
+        let (gate, release) = hold_the_writer(&db, &store).await;
+        let (_, first, cross, last) = tokio::join!(
+            gate,
+            store.rotate_token(&a.manage_id, &b, now),
+            store.rotate_token(&c.manage_id, &stray, now),
+            store.rotate_token(&d.manage_id, &e, now),
+        );
+        release.await.expect("released");
+        assert_eq!(first.expect("first rotation"), RotateOutcome::Rotated);
+        assert!(matches!(cross, Err(StoreError::Conflict(_))), "{cross:?}");
+        assert_eq!(last.expect("last rotation"), RotateOutcome::Rotated);
+        assert_eq!(stored(&store, &b.manage_id).await.revoked_at, None);
+        assert_eq!(stored(&store, &e.manage_id).await.revoked_at, None);
+        assert_eq!(stored(&store, &c.manage_id).await.revoked_at, None);
+        assert!(lookup(&store, &stray.manage_id).await.is_none());
+        store.close().await;
+    }
+
+    /// A connection of its own, to watch the others.
+    async fn other_observer(db: &TestDb) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(db.url())
+            .await
+            .expect("connect")
+    }
+
+    /// Returns once some session of this database waits for a lock (a row held by another
+    /// transaction); panics after ten seconds.
+    async fn waits_for_a_lock(observer: &mut sqlx::PgConnection) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut *observer)
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no session waited for a lock within ten seconds"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Another session (a rotation on another node, played by hand) holds a grant's row and
     /// inserts a live token of that grant. A cancel of the grant sent meanwhile waits for the
     /// row, and once the other session commits it must revoke that token too: its token sweep
     /// runs with a snapshot taken after it got the lock (the snapshot rule of
-    /// `store/postgres_group.rs`, in the lone-cancel function of migration 0006 and in the
-    /// group transaction alike). Deterministic, unlike the race of
-    /// `cancel_racing_rotate_leaves_no_live_token`, whose window is a fraction of a millisecond.
+    /// `store/postgres_group.rs`, here in the function of migration 0006 that a cancel alone
+    /// calls). Deterministic, unlike the race of `cancel_racing_rotate_leaves_no_live_token`,
+    /// whose window is a fraction of a millisecond: the other session commits only once the
+    /// cancel is seen waiting for a lock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_cancel_waiting_for_its_grant_revokes_what_the_holder_committed() {
         let db = TestDb::postgres().await;
@@ -2203,7 +2269,7 @@ mod postgres_only {
             let (store, grant_id) = (store.clone(), grant.id.clone());
             tokio::spawn(async move { store.cancel_grant(&grant_id, now_ms()).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        waits_for_a_lock(&mut other_observer(&db).await).await;
         assert!(
             !cancel.is_finished(),
             "the cancel must wait for the grant row"
@@ -2245,7 +2311,7 @@ mod postgres_only {
                 (store.clone(), token.manage_id.clone(), successor.clone());
             tokio::spawn(async move { store.rotate_token(&old, &successor, now_ms()).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        waits_for_a_lock(&mut other_observer(&db).await).await;
         assert!(
             !rotation.is_finished(),
             "the rotation must wait for the grant row"

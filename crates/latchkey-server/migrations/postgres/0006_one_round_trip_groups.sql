@@ -28,6 +28,16 @@ LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     -- The successors' grants, in id order (the order every group and single write takes them in).
     PERFORM id FROM grants WHERE id = ANY($4) ORDER BY id FOR NO KEY UPDATE;
+    -- An old token of another grant than its successor fails the whole run, and nothing may
+    -- change first: this call commits on its own (no transaction block to roll back), and the
+    -- caller then replays each rotation alone, which must find its old token untouched.
+    RETURN QUERY
+    SELECT i.old, FALSE FROM unnest($1, $4) AS i(old, grant_id)
+    JOIN access_tokens t ON t.manage_id = i.old
+    WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH i AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
                AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)),

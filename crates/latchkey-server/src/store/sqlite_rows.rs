@@ -1,6 +1,5 @@
 //! A SQLite result row read by column name, whichever driver returned it: sqlx (the rare
-//! reads and writes) or rusqlite (the writer thread and the hot reads, through
-//! [`NamedColumns`]). Each record is mapped from a row in one place for both.
+//! reads and writes) or rusqlite (the hot reads, through [`NamedColumns`]). Each record is mapped from a row in one place for both.
 
 use rusqlite::types::FromSql;
 use sqlx::sqlite::SqliteRow;
