@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::sqlite::{SqliteStore, IMMEDIATE};
-use super::sqlite_rows::{ColumnRead, NamedColumns};
+use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::write_error;
 use super::{hash_from, StoreError};
 use crate::domain::clock::Millis;
@@ -184,9 +184,8 @@ impl OAuthStore for SqliteStore {
     }
 
     async fn client_by_id(&self, id: &str) -> Result<Option<OAuthClient>, StoreError> {
-        self.reads().one(&CLIENT_BY_ID, id, |row| {
-            client_from_row(&NamedColumns::of(row))
-        })
+        self.reads()
+            .one(&CLIENT_BY_ID, id, |row| client_from_row(row))
     }
 
     async fn list_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
@@ -300,8 +299,7 @@ impl OAuthStore for SqliteStore {
         hash: &TokenHash,
     ) -> Result<Option<(OAuthTokenRecord, OAuthClient)>, StoreError> {
         self.reads().one(&TOKEN_BY_HASH, hash.as_bytes(), |row| {
-            let row = NamedColumns::of(row);
-            Ok((token_from_row(&row)?, client_from_row(&row)?))
+            Ok((token_from_row(row)?, client_from_row(row)?))
         })
     }
 

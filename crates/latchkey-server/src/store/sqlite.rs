@@ -19,7 +19,7 @@ use super::group::WriteOp;
 use super::schema::run_migrations;
 use super::sqlite_checkpoint::{self, WalRestart, WRITER_AUTOCHECKPOINT_PAGES};
 use super::sqlite_read::InlineReads;
-use super::sqlite_rows::{ColumnRead, NamedColumns};
+use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::SqliteWriter;
 use super::{
     hash_from, purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError,
@@ -340,7 +340,7 @@ impl Store for SqliteStore {
 
     async fn grant_by_continue_id(&self, continue_id: &str) -> Result<Option<Grant>, StoreError> {
         self.reads.one(&GRANT_BY_CONTINUE_ID, continue_id, |row| {
-            grant_from_row(&NamedColumns::of(row))
+            grant_from_row(row)
         })
     }
 
@@ -349,7 +349,7 @@ impl Store for SqliteStore {
         manage_id: &str,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
         self.reads.one(&TOKEN_SQL.by_manage_id, manage_id, |row| {
-            token_and_grant(&NamedColumns::of(row))
+            token_and_grant(row)
         })
     }
 
@@ -358,7 +358,7 @@ impl Store for SqliteStore {
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
         self.reads.one(&TOKEN_SQL.by_hash, hash.as_bytes(), |row| {
-            token_and_grant(&NamedColumns::of(row))
+            token_and_grant(row)
         })
     }
 

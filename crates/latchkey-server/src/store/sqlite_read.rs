@@ -24,9 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, Row, ToSql};
+use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::sqlite_busy::reader_wait;
+use super::sqlite_rows::NamedColumns;
 use super::StoreError;
 
 /// Idle connections kept for reuse. More can be open at a moment (one per thread reading at
@@ -103,12 +104,12 @@ impl InlineReads {
     }
 
     /// The first row `sql` returns for the one parameter `param`, mapped by `map`; `None` when
-    /// there is none.
+    /// there is none. `sql` is `'static`: its column names are cached by its address.
     pub(super) fn one<T>(
         &self,
-        sql: &str,
+        sql: &'static str,
         param: impl ToSql,
-        map: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+        map: impl FnOnce(&NamedColumns<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("the SQLite store is closed".into()));
@@ -138,14 +139,14 @@ impl InlineReads {
 
 fn read_first<T>(
     conn: &Connection,
-    sql: &str,
+    sql: &'static str,
     param: impl ToSql,
-    map: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    map: impl FnOnce(&NamedColumns<'_, '_>) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql).map_err(read_error)?;
     let mut rows = statement.query([param]).map_err(read_error)?;
     match rows.next().map_err(read_error)? {
-        Some(row) => map(row).map(Some),
+        Some(row) => map(&NamedColumns::of(row, sql)).map(Some),
         None => Ok(None),
     }
 }
