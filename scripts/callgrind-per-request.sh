@@ -5,8 +5,10 @@
 #
 # Runs the server BIN under callgrind twice, each time on a fresh database, drives it with
 # `BIN bench SCENARIO -c 1` for N1 and then N2 requests, and prints
-# (instructions(N2) - instructions(N1)) / (N2 - N1). Startup and the bench's preparation cancel
-# out. TOGGLE (a callgrind --toggle-collect pattern, e.g. '*handle_connection*') counts only
+# (instructions(N2) - instructions(N1)) / (N2 - N1). Startup cancels out, and so does the
+# preparation of `introspect` and `oauth-introspect` (a fixed 1,000 tokens); the scenarios that
+# prepare one grant or token per request (`rotate`, `revoke`, `cancel`, `oauth-revoke`) count it
+# in each request. TOGGLE (a callgrind --toggle-collect pattern, e.g. '*handle_connection*') counts only
 # inside matching functions, leaving out the background threads' timed work. Instruction counts
 # do not depend on what else the machine runs. Needs valgrind and jq; PostgreSQL at
 # 127.0.0.1:5432 (trust) for `postgres`. Not part of the test suite.
