@@ -2200,23 +2200,29 @@ mod postgres_only {
         store.close().await;
     }
 
-    /// A connection of its own, to watch the others.
-    async fn other_observer(db: &TestDb) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(db.url())
+    /// A session of its own on `db`, and its backend's process id.
+    async fn session(db: &TestDb) -> (sqlx::PgConnection, i32) {
+        let mut conn = sqlx::PgConnection::connect(db.url())
             .await
-            .expect("connect")
+            .expect("connect");
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pid");
+        (conn, pid)
     }
 
-    /// Returns once some session of this database waits for a lock (a row held by another
-    /// transaction); panics after ten seconds.
-    async fn waits_for_a_lock(observer: &mut sqlx::PgConnection) {
+    /// Returns once some session of `db` waits for a lock that the session `holder` holds;
+    /// panics after ten seconds.
+    async fn waits_for(db: &TestDb, holder: i32) {
+        let (mut observer, _) = session(db).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
             )
-            .fetch_one(&mut *observer)
+            .bind(holder)
+            .fetch_one(&mut observer)
             .await
             .expect("pg_stat_activity");
             if waiting > 0 {
@@ -2224,7 +2230,7 @@ mod postgres_only {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no session waited for a lock within ten seconds"
+                "no session waited for the holder's lock within ten seconds"
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -2237,16 +2243,14 @@ mod postgres_only {
     /// `store/postgres_group.rs`, here in the function of migration 0006 that a cancel alone
     /// calls). Deterministic, unlike the race of `cancel_racing_rotate_leaves_no_live_token`,
     /// whose window is a fraction of a millisecond: the other session commits only once the
-    /// cancel is seen waiting for a lock.
+    /// cancel is seen waiting for its lock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_cancel_waiting_for_its_grant_revokes_what_the_holder_committed() {
         let db = TestDb::postgres().await;
         let store = db.open().await;
         let (grant, first) = issued(&store).await;
         let late = token_for(&grant, now_ms());
-        let mut other = sqlx::PgConnection::connect(db.url())
-            .await
-            .expect("connect");
+        let (mut other, holder) = session(&db).await;
         let mut tx = other.begin().await.expect("begin");
         sqlx::query("SELECT 1 FROM grants WHERE id = $1 FOR NO KEY UPDATE")
             .bind(&grant.id)
@@ -2269,7 +2273,7 @@ mod postgres_only {
             let (store, grant_id) = (store.clone(), grant.id.clone());
             tokio::spawn(async move { store.cancel_grant(&grant_id, now_ms()).await })
         };
-        waits_for_a_lock(&mut other_observer(&db).await).await;
+        waits_for(&db, holder).await;
         assert!(
             !cancel.is_finished(),
             "the cancel must wait for the grant row"
@@ -2295,9 +2299,7 @@ mod postgres_only {
         let db = TestDb::postgres().await;
         let store = db.open().await;
         let (grant, token) = issued(&store).await;
-        let mut other = sqlx::PgConnection::connect(db.url())
-            .await
-            .expect("connect");
+        let (mut other, holder) = session(&db).await;
         let mut tx = other.begin().await.expect("begin");
         sqlx::query("UPDATE grants SET state = 'revoked', finalized_at = $2 WHERE id = $1")
             .bind(&grant.id)
@@ -2311,7 +2313,7 @@ mod postgres_only {
                 (store.clone(), token.manage_id.clone(), successor.clone());
             tokio::spawn(async move { store.rotate_token(&old, &successor, now_ms()).await })
         };
-        waits_for_a_lock(&mut other_observer(&db).await).await;
+        waits_for(&db, holder).await;
         assert!(
             !rotation.is_finished(),
             "the rotation must wait for the grant row"

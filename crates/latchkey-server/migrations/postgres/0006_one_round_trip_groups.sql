@@ -28,31 +28,26 @@ LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     -- The successors' grants, in id order (the order every group and single write takes them in).
     PERFORM id FROM grants WHERE id = ANY($4) ORDER BY id FOR NO KEY UPDATE;
-    -- An old token of another grant than its successor fails the whole run, and nothing may
-    -- change first: this call commits on its own (no transaction block to roll back), and the
-    -- caller then replays each rotation alone, which must find its old token untouched.
-    RETURN QUERY
-    SELECT i.old, FALSE FROM unnest($1, $4) AS i(old, grant_id)
-    JOIN access_tokens t ON t.manage_id = i.old
-    WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id;
-    IF FOUND THEN
-        RETURN;
-    END IF;
+    -- The run's statement (ROTATE_RUN in `store/postgres_group.rs`). An old token of another
+    -- grant than its successor ("stray") fails the whole run, and nothing may change: this call
+    -- commits on its own (no transaction block to roll back), and the caller then replays each
+    -- rotation alone, which must find its old token untouched.
     RETURN QUERY
     WITH i AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
                AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)),
+    stray AS (SELECT i.old FROM i JOIN access_tokens t ON t.manage_id = i.old
+              WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id),
     killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id
                FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old
                AND t.revoked_at IS NULL
                AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked'
+               AND NOT EXISTS (SELECT 1 FROM stray)
                RETURNING t.manage_id AS old),
     inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, expires_at,
                  revoked_at)
                  SELECT i.manage_id, i.grant_id, i.hash, i.created_at, i.expires_at, i.revoked_at
                  FROM i JOIN killed k ON k.old = i.old RETURNING 1)
-    SELECT k.old, TRUE FROM killed k
-    UNION ALL SELECT i.old, FALSE FROM i JOIN access_tokens t ON t.manage_id = i.old
-    WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id;
+    SELECT k.old, TRUE FROM killed k UNION ALL SELECT s.old, FALSE FROM stray s;
 END
 $$;
 

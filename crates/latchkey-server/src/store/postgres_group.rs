@@ -411,7 +411,10 @@ async fn rotate_tokens(
     }
     // One statement: the conditional kill (fact 2, and the grant must not be cancelled: its
     // row is locked by this transaction, so its state is the newest), the successors of the
-    // killed tokens, and the old tokens that belong to another grant than their successor.
+    // killed tokens, and the old tokens that belong to another grant than their successor
+    // ("stray"). One stray old token and nothing is killed or inserted: sent alone there is
+    // no transaction to roll back, and each rotation replayed alone must find its token as it
+    // was.
     // Alone, the function runs the grant lock and then this same statement.
     let query = sqlx::query(match run_in {
         Alone => "SELECT old_manage_id, rotated FROM latchkey_rotate_tokens($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -443,17 +446,18 @@ const ROTATE_RUN: &str =
     "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
          $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
          AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)), \
+         stray AS (SELECT i.old FROM i JOIN access_tokens t ON t.manage_id = i.old \
+         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id), \
          killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id \
          FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old \
          AND t.revoked_at IS NULL \
          AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked' \
+         AND NOT EXISTS (SELECT 1 FROM stray) \
          RETURNING t.manage_id AS old), \
          inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, \
          expires_at, revoked_at) SELECT i.manage_id, i.grant_id, i.hash, i.created_at, \
          i.expires_at, i.revoked_at FROM i JOIN killed k ON k.old = i.old RETURNING 1) \
-         SELECT k.old, TRUE AS rotated FROM killed k \
-         UNION ALL SELECT i.old, FALSE FROM i JOIN access_tokens t ON t.manage_id = i.old \
-         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id";
+         SELECT k.old, TRUE AS rotated FROM killed k UNION ALL SELECT s.old, FALSE FROM stray s";
 
 async fn cancel_grants(
     conn: &mut PgConnection,

@@ -62,9 +62,17 @@ impl<'r, 's> NamedColumns<'r, 's> {
     /// The columns of `row`, a row of the statement `sql`.
     pub(super) fn of(row: &'r rusqlite::Row<'s>, sql: &'static str) -> Self {
         let key = (sql.as_ptr() as usize, sql.len());
+        let count = row.as_ref().column_count();
         let names = COLUMN_NAMES.with(|cache| {
-            if let Some((_, names)) = cache.borrow().iter().find(|(k, _)| *k == key) {
-                return names.clone();
+            // The count guards a statement whose columns could change under the same text (a
+            // `SELECT *` after a migration); the hot statements name every column with `AS`.
+            let cached = cache
+                .borrow()
+                .iter()
+                .find(|(k, names)| *k == key && names.len() == count)
+                .map(|(_, names)| names.clone());
+            if let Some(names) = cached {
+                return names;
             }
             let names: ColumnNames = row
                 .as_ref()
@@ -72,7 +80,9 @@ impl<'r, 's> NamedColumns<'r, 's> {
                 .into_iter()
                 .map(Box::from)
                 .collect();
-            cache.borrow_mut().push((key, names.clone()));
+            let mut cache = cache.borrow_mut();
+            cache.retain(|(k, _)| *k != key);
+            cache.push((key, names.clone()));
             names
         });
         NamedColumns { row, names }
