@@ -32,8 +32,8 @@
 //! - *A successor belongs to its predecessor's grant.* The group locks the successor's grant;
 //!   the rotate statement only kills a token of that grant and reports any old token of another
 //!   grant, which fails the group: replayed alone, that rotation gets its `Conflict`. A run sent
-//!   alone has no transaction to roll back, so its function looks for such a token first and,
-//!   if it finds one, changes nothing and reports it.
+//!   alone has no transaction to roll back, so the statement kills and inserts nothing when it
+//!   finds such a token (the `stray` part of `ROTATE_RUN`), and only reports it.
 //! - *Deadlocks.* Grant rows: none (step 2). Token rows: a revoke run locks tokens without their
 //!   grant, and two groups' multi-row statements could meet on two tokens in opposite orders.
 //!   Rows are sent sorted to make that unlikely; if it happens PostgreSQL aborts one of the two
