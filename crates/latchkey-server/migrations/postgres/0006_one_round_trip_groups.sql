@@ -10,8 +10,9 @@
 -- written in SQL or any of the standard procedural languages, each command starts with a new
 -- snapshot". So a VOLATILE PL/pgSQL function that runs the same two statements keeps that rule,
 -- and a function call, like any statement outside a transaction block, commits on its own.
--- Bodies are the statements the transaction path sends, with the same parameters. A write of
--- its own (a group of one, or a write replayed after its group failed) calls them too.
+-- Every rotation run and cancel run calls them: a group of one run, a write of its own (a group
+-- of one, or a write replayed after its group failed), and a run inside a group of several,
+-- whose transaction holds the grant locks already (taking them again does not wait).
 --
 -- `FOR NO KEY UPDATE` is the lock an `UPDATE grants SET state = ...` takes itself: it conflicts
 -- with a concurrent cancel and with another rotation of the grant, not with the `FOR KEY SHARE`
@@ -28,10 +29,10 @@ LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     -- The successors' grants, in id order (the order every group and single write takes them in).
     PERFORM id FROM grants WHERE id = ANY($4) ORDER BY id FOR NO KEY UPDATE;
-    -- The run's statement (ROTATE_RUN in `store/postgres_group.rs`). An old token of another
-    -- grant than its successor ("stray") fails the whole run, and nothing may change: this call
-    -- commits on its own (no transaction block to roll back), and the caller then replays each
-    -- rotation alone, which must find its old token untouched.
+    -- The run's statement. An old token of another grant than its successor ("stray") fails
+    -- the whole run, and nothing may change: outside a transaction block this call commits on
+    -- its own (nothing to roll back), and the caller then replays each rotation alone, which
+    -- must find its old token untouched.
     RETURN QUERY
     WITH i AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)
                AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)),

@@ -14,7 +14,9 @@
 //! 3. One statement per run of same-kind writes ([`super::group::runs`]), in arrival order,
 //!    over arrays of rows (`unnest`). Every run statement starts after the lock statement, so
 //!    its snapshot (fact 1) holds everything committed before we held the grant locks, plus the
-//!    group's own earlier runs.
+//!    group's own earlier runs. Rotations and cancels call a PL/pgSQL function (migration
+//!    `0006_one_round_trip_groups`) that takes its grant locks again (held already: no wait)
+//!    and then runs the run's statement as a second statement of its own.
 //! 4. `COMMIT`; only then is any caller answered.
 //!
 //! Why each single-write rule still holds:
@@ -33,7 +35,7 @@
 //!   the rotate statement only kills a token of that grant and reports any old token of another
 //!   grant, which fails the group: replayed alone, that rotation gets its `Conflict`. A run sent
 //!   alone has no transaction to roll back, so the statement kills and inserts nothing when it
-//!   finds such a token (the `stray` part of `ROTATE_RUN`), and only reports it.
+//!   finds such a token (the `stray` part of `latchkey_rotate_tokens`), and only reports it.
 //! - *Deadlocks.* Grant rows: none (step 2). Token rows: a revoke run locks tokens without their
 //!   grant, and two groups' multi-row statements could meet on two tokens in opposite orders.
 //!   Rows are sent sorted to make that unlikely; if it happens PostgreSQL aborts one of the two
@@ -55,11 +57,10 @@
 //! A group of one run is a single statement and needs no transaction block (a statement is
 //! atomic and commits on its own): one round trip instead of four (`BEGIN`, lock, run,
 //! `COMMIT`), in a queue that commits one group at a time. Grant creations and revocations
-//! need no lock step. Rotations and cancels call a PL/pgSQL function (migration
-//! `0006_one_round_trip_groups`) that runs step 2 and then step 3 as two statements, so the
-//! snapshot rule above holds unchanged. PostgreSQL, "Transaction Isolation": "Within a
-//! procedure or VOLATILE function written in SQL or any of the standard procedural languages,
-//! each command starts with a new snapshot".
+//! need no lock step; the functions of rotations and cancels run step 2 and then step 3 as two
+//! statements, so the snapshot rule above holds unchanged. PostgreSQL, "Transaction
+//! Isolation": "Within a procedure or VOLATILE function written in SQL or any of the standard
+//! procedural languages, each command starts with a new snapshot".
 
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ impl GroupWriter for PgGroupWriter {
     async fn alone(&self, op: &WriteOp) -> Result<WriteDone, StoreError> {
         within(self.operation_timeout, async {
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
-            let mut done = apply_run(&mut conn, std::slice::from_ref(op), Alone).await?;
+            let mut done = apply_run(&mut conn, std::slice::from_ref(op)).await?;
             done.pop().ok_or_else(|| {
                 StoreError::Corrupt("the writer answered a write with no outcome".into())
             })
@@ -166,7 +167,7 @@ async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Fail
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     let all: Vec<_> = runs(ops).collect();
     if let [run] = all.as_slice() {
-        return match apply_run(&mut conn, &ops[run.clone()], Alone).await {
+        return match apply_run(&mut conn, &ops[run.clone()]).await {
             Ok(done) => Ok(done),
             Err(e) => Err(replay_unless_lost(&mut conn, e, ops.len()).await),
         };
@@ -176,7 +177,7 @@ async fn together(pool: &PgPool, ops: &[WriteOp]) -> Result<Vec<WriteDone>, Fail
         lock_grants(&mut tx, ops).await?;
         let mut results = Vec::with_capacity(ops.len());
         for run in all {
-            results.extend(apply_run(&mut tx, &ops[run], InTransaction).await?);
+            results.extend(apply_run(&mut tx, &ops[run]).await?);
         }
         Ok::<_, StoreError>(results)
     }
@@ -208,30 +209,13 @@ async fn lock_grants(conn: &mut PgConnection, ops: &[WriteOp]) -> Result<(), Sto
     Ok(())
 }
 
-/// Whether a run is the whole group (sent on its own, outside a transaction block) or one run
-/// of several inside the group's transaction, whose grant rows are locked already (step 2).
-#[derive(Clone, Copy)]
-enum RunIn {
-    /// The run is the group: one statement, which commits on its own. Rotations and cancels
-    /// call a function of migration `0006_one_round_trip_groups` that takes the grant locks
-    /// (step 2) and then runs the run's statement (step 3), with the same snapshot rule.
-    Alone,
-    /// A run of a group of several, between `lock_grants` and `COMMIT`.
-    InTransaction,
-}
-use RunIn::{Alone, InTransaction};
-
 /// Applies a run of same-kind writes as one statement; one result per write, in order.
-async fn apply_run(
-    conn: &mut PgConnection,
-    run: &[WriteOp],
-    run_in: RunIn,
-) -> Result<Vec<WriteDone>, StoreError> {
+async fn apply_run(conn: &mut PgConnection, run: &[WriteOp]) -> Result<Vec<WriteDone>, StoreError> {
     match &run[0] {
         WriteOp::CreateGrant { .. } => create_grants(conn, run).await,
         WriteOp::Revoke { .. } => revoke_tokens(conn, run).await,
-        WriteOp::Rotate { .. } => rotate_tokens(conn, run, run_in).await,
-        WriteOp::Cancel { .. } => cancel_grants(conn, run, run_in).await,
+        WriteOp::Rotate { .. } => rotate_tokens(conn, run).await,
+        WriteOp::Cancel { .. } => cancel_grants(conn, run).await,
     }
 }
 
@@ -386,7 +370,6 @@ async fn revoke_tokens(
 async fn rotate_tokens(
     conn: &mut PgConnection,
     run: &[WriteOp],
-    run_in: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
     // Each old token is sent once: a second rotation of it in the run is `NotLive`, as it
     // would be after the first (which either killed it or found it not live).
@@ -409,17 +392,16 @@ async fn rotate_tokens(
         nows.push(*now);
         successors.push(successor);
     }
-    // One statement: the conditional kill (fact 2, and the grant must not be cancelled: its
-    // row is locked by this transaction, so its state is the newest), the successors of the
-    // killed tokens, and the old tokens that belong to another grant than their successor
-    // ("stray"). One stray old token and nothing is killed or inserted: sent alone there is
-    // no transaction to roll back, and each rotation replayed alone must find its token as it
-    // was.
-    // Alone, the function runs the grant lock and then this same statement.
-    let query = sqlx::query(match run_in {
-        Alone => "SELECT old_manage_id, rotated FROM latchkey_rotate_tokens($1, $2, $3, $4, $5, $6, $7, $8)",
-        InTransaction => ROTATE_RUN,
-    })
+    // The function (migration 0006) locks the successors' grants (held already inside a
+    // group's transaction), then in a second statement: the conditional kill (fact 2, and the
+    // grant must not be cancelled: its row is locked, so its state is the newest), the
+    // successors of the killed tokens, and the old tokens that belong to another grant than
+    // their successor ("stray"). One stray old token and nothing is killed or inserted: sent
+    // alone there is no transaction to roll back, and each rotation replayed alone must find
+    // its token as it was.
+    let query = sqlx::query(
+        "SELECT old_manage_id, rotated FROM latchkey_rotate_tokens($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
     .bind(olds)
     .bind(nows);
     let rows = successors
@@ -441,45 +423,14 @@ async fn rotate_tokens(
     rotation_outcomes(run, &killed)
 }
 
-/// A run of rotations inside a group's transaction (`latchkey_rotate_tokens` runs the same).
-const ROTATE_RUN: &str =
-    "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-         $5::bytea[], $6::int8[], $7::int8[], $8::int8[]) \
-         AS i(old, now, manage_id, grant_id, hash, created_at, expires_at, revoked_at)), \
-         stray AS (SELECT i.old FROM i JOIN access_tokens t ON t.manage_id = i.old \
-         WHERE t.manage_id = ANY($1) AND t.grant_id <> i.grant_id), \
-         killed AS (UPDATE access_tokens AS t SET revoked_at = i.now, rotated_to = i.manage_id \
-         FROM i, grants g WHERE t.manage_id = ANY($1) AND t.manage_id = i.old \
-         AND t.revoked_at IS NULL \
-         AND t.grant_id = i.grant_id AND g.id = t.grant_id AND g.state <> 'revoked' \
-         AND NOT EXISTS (SELECT 1 FROM stray) \
-         RETURNING t.manage_id AS old), \
-         inserted AS (INSERT INTO access_tokens (manage_id, grant_id, hash, created_at, \
-         expires_at, revoked_at) SELECT i.manage_id, i.grant_id, i.hash, i.created_at, \
-         i.expires_at, i.revoked_at FROM i JOIN killed k ON k.old = i.old RETURNING 1) \
-         SELECT k.old, TRUE AS rotated FROM killed k UNION ALL SELECT s.old, FALSE FROM stray s";
-
 async fn cancel_grants(
     conn: &mut PgConnection,
     run: &[WriteOp],
-    run_in: RunIn,
 ) -> Result<Vec<WriteDone>, StoreError> {
-    // The first cancel of a grant wins; later ones change nothing.
-    // The grant rows are locked already (step 2), by an earlier statement: this statement's
-    // snapshot holds every token committed before that, including successors of rotations
-    // that held the lock before us, and the successors of this group's earlier runs. Alone,
-    // the function takes the locks and then runs this same statement.
-    let sql = match run_in {
-        Alone => "SELECT latchkey_cancel_grants($1, $2)",
-        InTransaction => CANCEL_RUN,
-    };
-    update_first_rows(conn, run, sql).await
+    // The first cancel of a grant wins; later ones change nothing. The function (migration
+    // 0006) locks the grant rows (held already inside a group's transaction), then sweeps in a
+    // second statement, whose snapshot holds every token committed before the locks were
+    // held, including successors of rotations that held them before us, and the successors
+    // of the group's earlier runs.
+    update_first_rows(conn, run, "SELECT latchkey_cancel_grants($1, $2)").await
 }
-
-/// A run of cancels inside a group's transaction (`latchkey_cancel_grants` runs the same).
-const CANCEL_RUN: &str =
-    "WITH i AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i(grant_id, now)), \
-         g AS (UPDATE grants SET state = 'revoked', finalized_at = i.now FROM i \
-         WHERE grants.id = ANY($1) AND grants.id = i.grant_id AND grants.state <> 'revoked') \
-         UPDATE access_tokens AS t SET revoked_at = i.now FROM i \
-         WHERE t.grant_id = ANY($1) AND t.grant_id = i.grant_id AND t.revoked_at IS NULL";

@@ -65,11 +65,7 @@ fn wait(attempts: i32, limit: Duration, who: &str) -> bool {
             "{who} has waited long for a lock"
         );
     }
-    std::thread::sleep(if attempts < FINE_STEPS {
-        FINE_STEP
-    } else {
-        COARSE_STEP
-    });
+    std::thread::sleep(waited_before(attempts + 1) - waited);
     true
 }
 

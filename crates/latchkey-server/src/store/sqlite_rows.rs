@@ -1,5 +1,6 @@
 //! A SQLite result row read by column name, whichever driver returned it: sqlx (the rare
-//! reads and writes) or rusqlite (the hot reads, through [`NamedColumns`]). Each record is mapped from a row in one place for both.
+//! reads and writes) or rusqlite (the hot reads, through [`NamedColumns`]). Each record is
+//! mapped from a row in one place for both.
 
 use std::cell::RefCell;
 use std::rc::Rc;
