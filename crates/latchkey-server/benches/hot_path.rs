@@ -23,12 +23,16 @@ fn token_format(c: &mut Criterion) {
     c.bench_function("token/generate (32 bytes OsRng + base64url)", |b| {
         b.iter(TokenValue::generate)
     });
-    let value = TokenValue::generate();
-    c.bench_function("token/hash (SHA-256 of the value)", |b| {
+    c.bench_function(
+        "token/generate access token (6 time + 32 OsRng bytes, base64url)",
+        |b| b.iter(TokenValue::generate_access_token),
+    );
+    let value = TokenValue::generate_access_token();
+    c.bench_function("token/hash (lookup key: time prefix + SHA-256)", |b| {
         b.iter(|| TokenHash::of(black_box(value.expose())))
     });
-    c.bench_function("token/generate + hash", |b| {
-        b.iter(|| TokenValue::generate().hash())
+    c.bench_function("token/generate access token + hash", |b| {
+        b.iter(|| TokenValue::generate_access_token().hash())
     });
     c.bench_function("token/new_id (16 bytes OsRng + base64url)", |b| {
         b.iter(new_id)

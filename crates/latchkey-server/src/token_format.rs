@@ -20,6 +20,13 @@ pub const ID_LEN: usize = 30;
 /// Length of an id made by [`new_random_id`], and of every id made before ids carried their
 /// creation time (databases written by earlier versions still hold them).
 pub const RANDOM_ID_LEN: usize = 22;
+/// Length of an access token value made by [`TokenValue::generate_access_token`]: base64url of
+/// [`ID_TIME_BYTES`] + [`TOKEN_BYTES`] bytes. Values of any other length (secrets, continuation
+/// tokens, access tokens issued before tokens carried their creation time) are keyed by their
+/// plain SHA-256.
+pub const ACCESS_TOKEN_LEN: usize = 51;
+/// Characters of base64url text that encode exactly the [`ID_TIME_BYTES`] of a time prefix.
+const TIME_PREFIX_CHARS: usize = 8;
 
 /// A freshly generated secret token value. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,6 +37,24 @@ impl TokenValue {
     pub fn generate() -> Self {
         let mut bytes = [0u8; TOKEN_BYTES];
         OsRng.fill_bytes(&mut bytes);
+        TokenValue(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Generates a new access token value: [`ID_TIME_BYTES`] of creation time (milliseconds,
+    /// big-endian) followed by [`TOKEN_BYTES`] from the OS CSPRNG, base64url.
+    ///
+    /// The random part alone makes the value unguessable, as with [`TokenValue::generate`]. The
+    /// time prefix is for storage, as in [`new_id`]: it becomes the first bytes of the value's
+    /// lookup key ([`TokenHash::of`]), so tokens issued close together have keys that sort
+    /// close together. Each insert then lands on the right-most page of the token-key index
+    /// (PostgreSQL) or table (SQLite's OAuth tokens) instead of a random page per token, which
+    /// each commit would otherwise write out whole (issue 7: SQLite's WAL frames, PostgreSQL's
+    /// full-page images after a checkpoint, and at 10 M tokens index pages no longer cached).
+    /// It tells nobody more than when the token was issued, which its holder knows anyway.
+    pub fn generate_access_token() -> Self {
+        let mut bytes = [0u8; ID_TIME_BYTES + TOKEN_BYTES];
+        write_time_prefix(&mut bytes);
+        OsRng.fill_bytes(&mut bytes[ID_TIME_BYTES..]);
         TokenValue(URL_SAFE_NO_PAD.encode(bytes))
     }
 
@@ -55,17 +80,37 @@ impl fmt::Debug for TokenValue {
     }
 }
 
-/// SHA-256 of a token value: the only form in which tokens and secrets are stored.
+/// The lookup key of a token value, derived from its SHA-256: the only form in which tokens and
+/// secrets are stored.
 ///
 /// A fast hash is enough because every value carries 256 bits of server-generated entropy
 /// (DESIGN.md: "Server-generated client secrets carry full entropy, so a fast hash suffices").
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
 
+/// Bytes of SHA-256 kept after a time prefix: 208 bits, far beyond any guessing.
+const KEYED_DIGEST_BYTES: usize = 32 - ID_TIME_BYTES;
+
 impl TokenHash {
-    /// Hashes a presented value (from a header or a body).
+    /// The lookup key of a presented value (from a header or a body), and of a value being
+    /// issued: the same function on both sides, so the two always agree.
+    ///
+    /// For a value shaped like [`TokenValue::generate_access_token`]'s ([`ACCESS_TOKEN_LEN`]
+    /// characters whose first 8 decode as base64url), the key is the value's 6-byte time
+    /// prefix followed by the first 26 bytes of its SHA-256; for any other value, its whole
+    /// SHA-256. Storage thus learns the issue time (public) and never the random part. Finding
+    /// another value with the same key still means matching 208 bits of SHA-256.
     pub fn of(presented: &str) -> Self {
-        TokenHash(Sha256::digest(presented.as_bytes()).into())
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        match time_prefix(presented) {
+            Some(prefix) => {
+                let mut key = [0u8; 32];
+                key[..ID_TIME_BYTES].copy_from_slice(&prefix);
+                key[ID_TIME_BYTES..].copy_from_slice(&digest[..KEYED_DIGEST_BYTES]);
+                TokenHash(key)
+            }
+            None => TokenHash(digest),
+        }
     }
 
     /// Rebuilds a hash read from storage.
@@ -104,11 +149,29 @@ impl fmt::Debug for TokenHash {
 /// It tells nobody more than when the id was issued, which its holder knows anyway.
 pub fn new_id() -> String {
     let mut bytes = [0u8; ID_TIME_BYTES + ID_BYTES];
-    // Lowest 48 bits, big-endian, so that the base64url text starts with the most significant.
-    let time = (crate::domain::clock::now_ms() as u64).to_be_bytes();
-    bytes[..ID_TIME_BYTES].copy_from_slice(&time[8 - ID_TIME_BYTES..]);
+    write_time_prefix(&mut bytes);
     OsRng.fill_bytes(&mut bytes[ID_TIME_BYTES..]);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Writes the current time in milliseconds into the first [`ID_TIME_BYTES`] of `bytes`: the
+/// lowest 48 bits, big-endian, so that the base64url text starts with the most significant.
+fn write_time_prefix(bytes: &mut [u8]) {
+    let time = (crate::domain::clock::now_ms() as u64).to_be_bytes();
+    bytes[..ID_TIME_BYTES].copy_from_slice(&time[8 - ID_TIME_BYTES..]);
+}
+
+/// The time prefix of a value shaped like an access token's, if it is one.
+fn time_prefix(presented: &str) -> Option<[u8; ID_TIME_BYTES]> {
+    if presented.len() != ACCESS_TOKEN_LEN {
+        return None;
+    }
+    let mut prefix = [0u8; ID_TIME_BYTES];
+    let text = presented.as_bytes().get(..TIME_PREFIX_CHARS)?;
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut prefix) {
+        Ok(ID_TIME_BYTES) => Some(prefix),
+        _ => None,
+    }
 }
 
 /// A new purely random id (URL-safe, 128 bits), for values that are not row keys (nonces,
@@ -159,6 +222,78 @@ mod tests {
         );
     }
 
+    fn millis_of(prefix: &[u8]) -> u64 {
+        let mut time = [0u8; 8];
+        time[8 - ID_TIME_BYTES..].copy_from_slice(&prefix[..ID_TIME_BYTES]);
+        u64::from_be_bytes(time)
+    }
+
+    #[test]
+    fn access_tokens_carry_their_creation_time_and_256_random_bits() {
+        let before = crate::domain::clock::now_ms() as u64;
+        let a = TokenValue::generate_access_token();
+        let b = TokenValue::generate_access_token();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), ACCESS_TOKEN_LEN);
+        let bytes = URL_SAFE_NO_PAD.decode(a.expose()).expect("b64");
+        assert_eq!(bytes.len(), ID_TIME_BYTES + TOKEN_BYTES);
+        let millis = millis_of(&bytes);
+        assert!(
+            millis >= before && millis < before + 60_000,
+            "{millis} vs {before}"
+        );
+        // The random parts differ even when the time prefixes are equal.
+        assert_ne!(
+            a.expose()[TIME_PREFIX_CHARS..],
+            b.expose()[TIME_PREFIX_CHARS..]
+        );
+    }
+
+    #[test]
+    fn an_access_token_is_keyed_by_its_time_prefix_then_its_digest() {
+        let value = TokenValue::generate_access_token();
+        let key = value.hash();
+        assert_eq!(key, TokenHash::of(value.expose()));
+        let bytes = URL_SAFE_NO_PAD.decode(value.expose()).expect("b64");
+        assert_eq!(key.0[..ID_TIME_BYTES], bytes[..ID_TIME_BYTES]);
+        let digest: [u8; 32] = Sha256::digest(value.expose().as_bytes()).into();
+        assert_eq!(key.0[ID_TIME_BYTES..], digest[..KEYED_DIGEST_BYTES]);
+        // No part of the random bytes reaches the key as such.
+        assert!(!key
+            .0
+            .windows(8)
+            .any(|w| bytes[ID_TIME_BYTES..].windows(8).any(|r| r == w)));
+
+        // Keys of tokens issued in later milliseconds sort after earlier ones, whatever their
+        // random parts: that is what keeps the inserts of one commit on one index page.
+        let shaped = |millis: u64, random: u8| {
+            let mut bytes = [random; ID_TIME_BYTES + TOKEN_BYTES];
+            bytes[..ID_TIME_BYTES].copy_from_slice(&millis.to_be_bytes()[8 - ID_TIME_BYTES..]);
+            TokenHash::of(&URL_SAFE_NO_PAD.encode(bytes))
+        };
+        let now = crate::domain::clock::now_ms() as u64;
+        assert!(shaped(now, 0xff).0 < shaped(now + 1, 0x00).0);
+        assert!(shaped(now - 1, 0xff).0 < shaped(now, 0x00).0);
+    }
+
+    #[test]
+    fn other_values_keep_their_plain_sha256() {
+        // Secrets, continuation tokens, and access tokens issued before tokens carried their
+        // creation time (43 characters): stored databases hold their plain SHA-256.
+        for value in [
+            TokenValue::generate().expose().to_string(),
+            "abc".to_string(),
+            // Access-token length, but the first 8 characters are not base64url.
+            format!(
+                "+/+/+/+/{}",
+                &TokenValue::generate_access_token().expose()[8..]
+            ),
+        ] {
+            let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+            assert_eq!(TokenHash::of(&value).0, digest, "{value}");
+        }
+    }
+
     #[test]
     fn ids_are_random_and_recognised() {
         let id = new_id();
@@ -182,9 +317,7 @@ mod tests {
         let id = new_id();
         let bytes = URL_SAFE_NO_PAD.decode(&id).expect("b64");
         assert_eq!(bytes.len(), ID_TIME_BYTES + ID_BYTES);
-        let mut time = [0u8; 8];
-        time[8 - ID_TIME_BYTES..].copy_from_slice(&bytes[..ID_TIME_BYTES]);
-        let millis = u64::from_be_bytes(time);
+        let millis = millis_of(&bytes);
         assert!(
             millis >= before && millis < before + 60_000,
             "{millis} vs {before}"

@@ -36,7 +36,7 @@ impl AccessTokenRecord {
     /// A new live token of `grant_id`, issued at `now` for `lifetime` milliseconds: its record
     /// (a fresh manage id, the value's hash) and the value, to hand to the client once.
     pub fn issue(grant_id: &str, now: Millis, lifetime: Millis) -> (Self, TokenValue) {
-        let value = TokenValue::generate();
+        let value = TokenValue::generate_access_token();
         let record = AccessTokenRecord {
             manage_id: new_id(),
             grant_id: grant_id.to_string(),

@@ -250,7 +250,7 @@ impl OAuthService {
         let scopes = scope::grant(requested_scope, &client.scopes)
             .map_err(|e| OAuthFailure::InvalidScope(e.to_string()))?;
         let now = now_ms();
-        let value = TokenValue::generate();
+        let value = TokenValue::generate_access_token();
         let record = OAuthTokenRecord {
             hash: value.hash(),
             client_id: client.id.clone(),

@@ -8,7 +8,7 @@ use super::client::OAuthClient;
 /// An OAuth access token as stored (never its value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthTokenRecord {
-    /// SHA-256 of the value: the lookup key.
+    /// The value's lookup key ([`TokenHash::of`]: its time prefix, then its SHA-256).
     pub hash: TokenHash,
     /// The client the token was issued to.
     pub client_id: String,
