@@ -170,7 +170,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         admin_token: config
             .admin_token
             .as_deref()
-            .map(token_format::TokenHash::of),
+            .map(token_format::TokenHash::of_secret),
     };
     let (shutdown, watcher) = watch::channel(false);
     let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {

@@ -113,6 +113,13 @@ impl TokenHash {
         }
     }
 
+    /// The plain SHA-256 of a secret that is only ever compared, never looked up (an
+    /// operator's admin token or IdP secret, a client secret, a CSRF token): whatever its
+    /// shape, none of its bytes are kept as they are.
+    pub fn of_secret(presented: &str) -> Self {
+        TokenHash(Sha256::digest(presented.as_bytes()).into())
+    }
+
     /// Rebuilds a hash read from storage.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(bytes).ok().map(TokenHash)
@@ -135,7 +142,9 @@ impl TokenHash {
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
+        // The last bytes: the first ones of an access token's key are its issue time, which
+        // tokens issued in the same minute share.
+        write!(f, "TokenHash(…{})", hex::encode(&self.0[28..]))
     }
 }
 
@@ -274,6 +283,25 @@ mod tests {
         let now = crate::domain::clock::now_ms() as u64;
         assert!(shaped(now, 0xff).0 < shaped(now + 1, 0x00).0);
         assert!(shaped(now - 1, 0xff).0 < shaped(now, 0x00).0);
+    }
+
+    #[test]
+    fn the_access_token_key_has_a_known_answer() {
+        // Stored keys must never change shape: a fixed value and its key, computed
+        // independently (Python: time bytes + hashlib.sha256(value).digest()[:26]).
+        let value = "AZqzxNXmAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        assert_eq!(
+            hex::encode(TokenHash::of(value).0),
+            "019ab3c4d5e66b4eb11081690e85d6b3553859e223d38a1f5df03e5da4943adc"
+        );
+    }
+
+    #[test]
+    fn secrets_are_compared_by_their_plain_sha256() {
+        let shaped = TokenValue::generate_access_token();
+        let digest: [u8; 32] = Sha256::digest(shaped.expose().as_bytes()).into();
+        assert_eq!(TokenHash::of_secret(shaped.expose()).0, digest);
+        assert_ne!(TokenHash::of_secret(shaped.expose()), shaped.hash());
     }
 
     #[test]

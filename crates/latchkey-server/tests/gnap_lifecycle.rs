@@ -103,6 +103,62 @@ async fn grant_rotate_revoke_cancel_end_to_end() {
 }
 
 #[tokio::test]
+async fn a_token_issued_before_tokens_carried_their_time_is_still_honoured() {
+    // Earlier versions issued 43-character values stored under their plain SHA-256; today's
+    // are 51 characters whose key starts with their issue time. An old token in the database
+    // must still introspect, rotate (into a new-style token) and die like any other.
+    use latchkey_server::domain::token::AccessTokenRecord;
+    use latchkey_server::store::{open_stores, RotateOutcome};
+    use latchkey_server::token_format::{new_id, TokenHash, TokenValue};
+    use sha2::{Digest, Sha256};
+    let server = TestServer::start().await;
+    let alice = server.wallet_client("alice");
+    let grant = alice.grant(&server, incoming(&alice.wallet_address)).await;
+    let today = grant.body["access_token"]["value"].as_str().expect("v");
+    assert_eq!(today.len(), 51, "{today}");
+
+    // Put an old-style token in place of today's, through the store, as an earlier version
+    // would have left it.
+    let url = format!(
+        "sqlite://{}",
+        server.dir.path().join("latchkey.db").display()
+    );
+    let stores = open_stores(&url).await.expect("stores");
+    let (current, _) = stores
+        .gnap
+        .token_by_hash(&TokenHash::of(today))
+        .await
+        .expect("read")
+        .expect("today's token is stored under its time-keyed hash");
+    let old = TokenValue::generate();
+    assert_eq!(old.expose().len(), 43);
+    let record = AccessTokenRecord {
+        manage_id: new_id(),
+        grant_id: current.grant_id.clone(),
+        hash: TokenHash(Sha256::digest(old.expose().as_bytes()).into()),
+        created_at: now() * 1000,
+        expires_at: now() * 1000 + 600_000,
+        revoked_at: None,
+    };
+    let outcome = stores
+        .gnap
+        .rotate_token(&current.manage_id, &record, now() * 1000)
+        .await
+        .expect("rotate in the store");
+    assert!(matches!(outcome, RotateOutcome::Rotated));
+
+    let seen = server.introspect(old.expose()).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    let manage = server.public(&format!("/token/{}", record.manage_id));
+    let rotated = alice.send("POST", &manage, Some(old.expose()), None).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let fresh = rotated.body["access_token"]["value"].as_str().expect("v");
+    assert_eq!(fresh.len(), 51);
+    assert_eq!(server.introspect(old.expose()).await["active"], false);
+    assert_eq!(server.introspect(fresh).await["active"], true);
+}
+
+#[tokio::test]
 async fn cancel_kills_every_token_of_the_grant() {
     let server = TestServer::start().await;
     let alice = server.wallet_client("alice");

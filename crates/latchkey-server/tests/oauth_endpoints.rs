@@ -120,7 +120,7 @@ async fn token_with_http_basic_raw_and_url_encoded() {
     let stores = open_stores(&t.database).await.expect("stores");
     let (mut odd, _) = OAuthClient::generate("odd".into(), vec![], 0);
     odd.id = "my+client id".into();
-    odd.secret_hash = latchkey_server::token_format::TokenHash::of("s3cr/et=+%:x");
+    odd.secret_hash = latchkey_server::token_format::TokenHash::of_secret("s3cr/et=+%:x");
     stores.oauth.insert_client(&odd).await.expect("insert");
     let r = t
         .http
@@ -743,6 +743,56 @@ async fn tokens_and_secrets_are_stored_only_as_hashes() {
         "secret in plaintext at rest"
     );
     assert!(!hay.contains(&token), "token in plaintext at rest");
+}
+
+#[tokio::test]
+async fn a_token_issued_before_tokens_carried_their_time_is_still_honoured() {
+    // Earlier versions issued 43-character values stored under their plain SHA-256; today's
+    // are 51 characters whose key starts with their issue time. Both must be found.
+    use latchkey_server::oauth::token::OAuthTokenRecord;
+    use latchkey_server::token_format::{TokenHash, TokenValue};
+    use sha2::{Digest, Sha256};
+    let t = start().await;
+    let creds = t.client(&["read"]).await;
+    let today = t.access_token(&creds).await;
+    assert_eq!(today.len(), 51, "{today}");
+
+    let stores = open_stores(&t.database).await.expect("stores");
+    let old = TokenValue::generate();
+    assert_eq!(old.expose().len(), 43);
+    let now = now_secs() * 1000;
+    stores
+        .oauth
+        .insert_token(&OAuthTokenRecord {
+            hash: TokenHash(Sha256::digest(old.expose().as_bytes()).into()),
+            client_id: creds.client_id.clone(),
+            scopes: vec!["read".into()],
+            created_at: now,
+            expires_at: now + 3_600_000,
+            revoked_at: None,
+        })
+        .await
+        .expect("insert");
+
+    for token in [old.expose(), today.as_str()] {
+        assert_eq!(t.introspect(&creds, token).await["active"], true, "{token}");
+        assert_eq!(t.info(token).await.0, 200);
+        let r = t
+            .post_form(
+                "/oauth/revoke",
+                &format!(
+                    "client_id={}&client_secret={}&token={token}",
+                    creds.client_id, creds.client_secret
+                ),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            t.introspect(&creds, token).await["active"],
+            false,
+            "{token}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -94,7 +94,8 @@ impl FromRequestParts<AppState> for Admin {
             });
         }
         let presented = bearer_token(&parts.headers);
-        if presented.is_some_and(|t| crate::token_format::TokenHash::of(t).ct_eq(&expected)) {
+        if presented.is_some_and(|t| crate::token_format::TokenHash::of_secret(t).ct_eq(&expected))
+        {
             return Ok(Admin);
         }
         limiter.record_failure(None, source);

@@ -221,7 +221,8 @@ async fn consent_decision(
     }
     let expected = csrf_token(&session);
     let csrf_ok = csrf.is_some_and(|c| {
-        crate::token_format::TokenHash::of(&c).ct_eq(&crate::token_format::TokenHash::of(&expected))
+        crate::token_format::TokenHash::of_secret(&c)
+            .ct_eq(&crate::token_format::TokenHash::of_secret(&expected))
     });
     if !csrf_ok {
         return Err(GnapError::InvalidRequest(

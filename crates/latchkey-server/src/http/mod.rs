@@ -41,7 +41,7 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     /// OAuth 2.0 clients and tokens (Kopo Kopo style).
     pub oauth: crate::oauth::OAuthService,
-    /// SHA-256 of the admin API token; `None` turns the admin API off.
+    /// SHA-256 of the admin API token ([`TokenHash::of_secret`](crate::token_format::TokenHash::of_secret)); `None` turns the admin API off.
     pub admin_token: Option<crate::token_format::TokenHash>,
 }
 

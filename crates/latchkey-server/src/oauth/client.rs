@@ -39,7 +39,7 @@ impl OAuthClient {
         let client = OAuthClient {
             id: new_random_id(),
             name,
-            secret_hash: secret.hash(),
+            secret_hash: TokenHash::of_secret(secret.expose()),
             scopes,
             created_at: now,
             secret_rotated_at: None,
@@ -52,7 +52,7 @@ impl OAuthClient {
     ///
     /// A fast hash suffices: the secret carries 256 bits from the OS CSPRNG (DESIGN.md).
     pub fn secret_matches(&self, presented: &str) -> bool {
-        TokenHash::of(presented).ct_eq(&self.secret_hash)
+        TokenHash::of_secret(presented).ct_eq(&self.secret_hash)
     }
 
     /// Whether the client may authenticate.

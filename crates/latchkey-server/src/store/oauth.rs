@@ -1,7 +1,8 @@
 //! Storage of OAuth clients and their access tokens: the [`OAuthStore`] trait and its SQLite
 //! implementation on [`SqliteStore`] (same database, same writer connection as the GNAP store).
 //!
-//! Like the GNAP store, it only ever sees SHA-256 hashes of secrets and token values.
+//! Like the GNAP store, it only ever sees SHA-256 hashes of secrets and the lookup keys of token
+//! values ([`TokenHash::of`](crate::token_format::TokenHash::of)), never the values.
 
 use async_trait::async_trait;
 use std::sync::Arc;
