@@ -8,8 +8,9 @@ Builds Latchkey's SQLite schema from crates/latchkey-server/migrations/sqlite in
 folder, stores TOKENS grants with one token each (ids and token keys shaped like the server's:
 time first), then commits rotations and revocations in transactions of GROUP writes (what the
 server's group commit does under load) and counts the frames the WAL grew by. Rotations and
-revocations go over the stored tokens in issue order (as `latchkey bench` does) and in random
-order (a real load, where tokens are rotated at any time after issue); variants drop an index
+revocations go over the stored tokens in issue order (the cheapest case) and in random order
+(a real load, where tokens are managed at any time after issue; `latchkey bench` is close to
+this, as it hands out each preparation connection's grants in turn); variants drop an index
 to show its share. Counts pages, not time: the same on any machine. Not part of the test suite.
 """
 import os
@@ -69,7 +70,7 @@ def frames_per_write(tokens, group, op, order, drop_index=None, groups=50):
         targets = list(conn.execute("SELECT manage_id, grant_id FROM access_tokens ORDER BY manage_id"))
         if order == "random":
             random.Random(7).shuffle(targets)
-        now = T0 + 100_000
+        now = T0 + tokens + 100_000  # after every stored token: successors are appended
         for g in range(groups):
             conn.execute("BEGIN")
             for old, grant in targets[g * group:(g + 1) * group]:

@@ -28,6 +28,11 @@ pub const ACCESS_TOKEN_LEN: usize = 51;
 /// Characters of base64url text that encode exactly the [`ID_TIME_BYTES`] of a time prefix.
 const TIME_PREFIX_CHARS: usize = 8;
 
+// The lengths above follow from the byte counts (base64url without padding: 4 characters per
+// 3 bytes, rounded up), and the time prefix ends on a character boundary.
+const _: () = assert!(ACCESS_TOKEN_LEN == ((ID_TIME_BYTES + TOKEN_BYTES) * 4).div_ceil(3));
+const _: () = assert!(TIME_PREFIX_CHARS * 3 == ID_TIME_BYTES * 4);
+
 /// A freshly generated secret token value. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenValue(String);

@@ -351,10 +351,9 @@ impl Lifecycle {
             Some(presented) => {
                 // RFC 9635 §5.1: "the AS MUST verify that the interaction reference ... is
                 // associated with the grant request being continued".
-                let matches = interaction
-                    .interact_ref
-                    .as_deref()
-                    .is_some_and(|own| TokenHash::of(own).ct_eq(&TokenHash::of(presented)));
+                let matches = interaction.interact_ref.as_deref().is_some_and(|own| {
+                    TokenHash::of_secret(own).ct_eq(&TokenHash::of_secret(presented))
+                });
                 if !matches {
                     return Err(DomainError::InvalidContinuation(
                         "interact_ref does not belong to this grant".into(),
@@ -414,7 +413,7 @@ impl Lifecycle {
             .interaction_by_id(id)
             .await?
             .ok_or(DomainError::UnknownInteraction)?;
-        if !TokenHash::of(&interaction.nonce).ct_eq(&TokenHash::of(nonce)) {
+        if !TokenHash::of_secret(&interaction.nonce).ct_eq(&TokenHash::of_secret(nonce)) {
             return Err(DomainError::UnknownInteraction);
         }
         Ok((interaction, grant))
@@ -452,7 +451,7 @@ impl Lifecycle {
         let session = TokenValue::generate();
         if !self
             .store
-            .bind_interaction_session(&interaction.id, &session.hash())
+            .bind_interaction_session(&interaction.id, &TokenHash::of_secret(session.expose()))
             .await?
         {
             return Err(DomainError::InvalidInteraction(
@@ -469,7 +468,9 @@ impl Lifecycle {
     ) -> Result<(), DomainError> {
         let bound = interaction.session_hash.as_ref();
         match (bound, session) {
-            (Some(bound), Some(presented)) if bound.ct_eq(&TokenHash::of(presented)) => Ok(()),
+            (Some(bound), Some(presented)) if bound.ct_eq(&TokenHash::of_secret(presented)) => {
+                Ok(())
+            }
             _ => Err(DomainError::InvalidInteraction(
                 "no interaction session in this browser: start again from the client".into(),
             )),
