@@ -708,16 +708,7 @@ async fn lifetime_is_configurable_and_expired_tokens_are_inactive() {
     assert_eq!(t.introspect(&creds, token).await, json!({"active": false}));
     assert_eq!(t.info(token).await.0, 401);
     // Revoking an expired token is fine too.
-    let r = t
-        .post_form(
-            "/oauth/revoke",
-            &format!(
-                "client_id={}&client_secret={}&token={token}",
-                creds.client_id, creds.client_secret
-            ),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(t.revoke(&creds, token).await, 200);
     // The janitor's purge removes it; the answers stay the same.
     assert!(t.server.state.oauth.purge_expired().await.expect("purge") >= 1);
     assert_eq!(t.introspect(&creds, token).await, json!({"active": false}));
@@ -777,16 +768,7 @@ async fn a_token_issued_before_tokens_carried_their_time_is_still_honoured() {
     for token in [old.expose(), today.as_str()] {
         assert_eq!(t.introspect(&creds, token).await["active"], true, "{token}");
         assert_eq!(t.info(token).await.0, 200);
-        let r = t
-            .post_form(
-                "/oauth/revoke",
-                &format!(
-                    "client_id={}&client_secret={}&token={token}",
-                    creds.client_id, creds.client_secret
-                ),
-            )
-            .await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(t.revoke(&creds, token).await, 200);
         assert_eq!(
             t.introspect(&creds, token).await["active"],
             false,

@@ -135,6 +135,20 @@ impl TestServer {
             .to_string()
     }
 
+    /// Revokes `token` as `creds` (RFC 7009, form body); returns the status.
+    pub async fn revoke(&self, creds: &ClientCredentials, token: &str) -> u16 {
+        self.post_form(
+            "/oauth/revoke",
+            &format!(
+                "client_id={}&client_secret={}&token={token}",
+                creds.client_id, creds.client_secret
+            ),
+        )
+        .await
+        .status()
+        .as_u16()
+    }
+
     /// Introspects `token` as `creds`; returns the JSON body (asserting 200).
     pub async fn introspect(&self, creds: &ClientCredentials, token: &str) -> Value {
         let r = self
