@@ -291,7 +291,7 @@ impl OAuthService {
     }
 
     /// Authenticates the caller ([`OAuthService::authenticate`]) and introspects `token` for it
-    /// (RFC 7662 §2.2, see [`introspection`]), with one store read in the usual case.
+    /// (RFC 7662 §2.2, see the `introspection` module), with one store read in the usual case.
     ///
     /// A token's row is read together with its owner's row. When the caller presents the
     /// owner's id (a resource server checking its own client's token), that row is the

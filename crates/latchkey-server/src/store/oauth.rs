@@ -154,15 +154,15 @@ where
 /// The SQLite OAuth store: the same database as the GNAP store.
 ///
 /// The two OAuth hot-path writes, token inserts (`client_credentials`) and revocations (RFC
-/// 7009), go to the writer thread ([`super::sqlite_writer`]), which commits everything that
+/// 7009), go to the writer thread (`store::sqlite_writer`), which commits everything that
 /// arrived while its previous commit was under way in one transaction, GNAP writes included, so
 /// one fsync serves many requests. Each consecutive run of inserts (or of revocations) is one
-/// SQL statement over a JSON array of rows ([`apply_oauth_run`]), with the outcome each write
+/// SQL statement over a JSON array of rows (`apply_oauth_run`), with the outcome each write
 /// would have had alone (an insert only for an enabled client; a revocation only of a token of
 /// the requesting client that is not revoked yet).
 ///
 /// The hot-path reads (the client every OAuth request authenticates, a token by hash) run on
-/// the calling thread ([`super::sqlite_read`]), never cached: a disabled client or a rotated
+/// the calling thread (`store::sqlite_read`), never cached: a disabled client or a rotated
 /// secret fails at once.
 #[async_trait]
 impl OAuthStore for SqliteStore {

@@ -1,11 +1,11 @@
 //! SQLite store: WAL journal, `synchronous=FULL` (an acknowledged write survives `kill -9` and
 //! power loss). The hot-path reads (a token, a grant by continue id, an OAuth client or token)
-//! run on the calling thread ([`super::sqlite_read`]); the OAuth client listing and the health
+//! run on the calling thread (`store::sqlite_read`); the OAuth client listing and the health
 //! check use a small sqlx reader pool. The hot-path writes (GNAP grant, rotate, revoke, cancel;
 //! OAuth token insert and revocation) share commits on the writer thread
-//! ([`super::sqlite_writer`]); the rare others (interactions, OAuth client administration,
+//! (`store::sqlite_writer`); the rare others (interactions, OAuth client administration,
 //! purges) go through one sqlx writer connection, whose transactions take the write lock when
-//! they begin ([`IMMEDIATE`]).
+//! they begin (`IMMEDIATE`).
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
