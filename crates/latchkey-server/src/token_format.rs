@@ -77,6 +77,11 @@ impl TokenValue {
     pub fn hash(&self) -> TokenHash {
         TokenHash::of(&self.0)
     }
+
+    /// The plain SHA-256 kept of a value that is only ever compared ([`TokenHash::of_secret`]).
+    pub fn secret_hash(&self) -> TokenHash {
+        TokenHash::of_secret(&self.0)
+    }
 }
 
 impl fmt::Debug for TokenValue {
@@ -106,15 +111,15 @@ impl TokenHash {
     /// SHA-256. Storage thus learns the issue time (public) and never the random part. Finding
     /// another value with the same key still means matching 208 bits of SHA-256.
     pub fn of(presented: &str) -> Self {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let digest = Self::of_secret(presented);
         match time_prefix(presented) {
             Some(prefix) => {
                 let mut key = [0u8; 32];
                 key[..ID_TIME_BYTES].copy_from_slice(&prefix);
-                key[ID_TIME_BYTES..].copy_from_slice(&digest[..KEYED_DIGEST_BYTES]);
+                key[ID_TIME_BYTES..].copy_from_slice(&digest.0[..KEYED_DIGEST_BYTES]);
                 TokenHash(key)
             }
-            None => TokenHash(digest),
+            None => digest,
         }
     }
 
@@ -123,6 +128,12 @@ impl TokenHash {
     /// shape, none of its bytes are kept as they are.
     pub fn of_secret(presented: &str) -> Self {
         TokenHash(Sha256::digest(presented.as_bytes()).into())
+    }
+
+    /// Whether two secret texts are equal, compared in constant time through their
+    /// [`TokenHash::of_secret`].
+    pub fn secrets_match(a: &str, b: &str) -> bool {
+        Self::of_secret(a).ct_eq(&Self::of_secret(b))
     }
 
     /// Rebuilds a hash read from storage.

@@ -2236,6 +2236,20 @@ mod postgres_only {
         }
     }
 
+    /// Commits the `holder` session's transaction `tx` once a session of `db` waits for its
+    /// lock, checking first that `waiter` (the write that should wait) has not finished.
+    async fn commit_once_waited_on<T>(
+        db: &TestDb,
+        holder: i32,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        waiter: &tokio::task::JoinHandle<T>,
+        what: &str,
+    ) {
+        waits_for(db, holder).await;
+        assert!(!waiter.is_finished(), "{what} must wait for the grant row");
+        tx.commit().await.expect("commit");
+    }
+
     /// Another session (a rotation on another node, played by hand) holds a grant's row and
     /// inserts a live token of that grant. A cancel of the grant sent meanwhile waits for the
     /// row, and once the other session commits it must revoke that token too: its token sweep
@@ -2273,12 +2287,7 @@ mod postgres_only {
             let (store, grant_id) = (store.clone(), grant.id.clone());
             tokio::spawn(async move { store.cancel_grant(&grant_id, now_ms()).await })
         };
-        waits_for(&db, holder).await;
-        assert!(
-            !cancel.is_finished(),
-            "the cancel must wait for the grant row"
-        );
-        tx.commit().await.expect("commit");
+        commit_once_waited_on(&db, holder, tx, &cancel, "the cancel").await;
         let _ = other.close().await;
         cancel.await.expect("cancel task").expect("cancel");
         for token in [&first, &late] {
@@ -2313,12 +2322,7 @@ mod postgres_only {
                 (store.clone(), token.manage_id.clone(), successor.clone());
             tokio::spawn(async move { store.rotate_token(&old, &successor, now_ms()).await })
         };
-        waits_for(&db, holder).await;
-        assert!(
-            !rotation.is_finished(),
-            "the rotation must wait for the grant row"
-        );
-        tx.commit().await.expect("commit");
+        commit_once_waited_on(&db, holder, tx, &rotation, "the rotation").await;
         let _ = other.close().await;
         let outcome = rotation.await.expect("rotation task").expect("rotate");
         assert_eq!(outcome, RotateOutcome::NotLive);

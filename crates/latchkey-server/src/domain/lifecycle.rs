@@ -351,9 +351,10 @@ impl Lifecycle {
             Some(presented) => {
                 // RFC 9635 §5.1: "the AS MUST verify that the interaction reference ... is
                 // associated with the grant request being continued".
-                let matches = interaction.interact_ref.as_deref().is_some_and(|own| {
-                    TokenHash::of_secret(own).ct_eq(&TokenHash::of_secret(presented))
-                });
+                let matches = interaction
+                    .interact_ref
+                    .as_deref()
+                    .is_some_and(|own| TokenHash::secrets_match(own, presented));
                 if !matches {
                     return Err(DomainError::InvalidContinuation(
                         "interact_ref does not belong to this grant".into(),
@@ -413,7 +414,7 @@ impl Lifecycle {
             .interaction_by_id(id)
             .await?
             .ok_or(DomainError::UnknownInteraction)?;
-        if !TokenHash::of_secret(&interaction.nonce).ct_eq(&TokenHash::of_secret(nonce)) {
+        if !TokenHash::secrets_match(&interaction.nonce, nonce) {
             return Err(DomainError::UnknownInteraction);
         }
         Ok((interaction, grant))
@@ -451,7 +452,7 @@ impl Lifecycle {
         let session = TokenValue::generate();
         if !self
             .store
-            .bind_interaction_session(&interaction.id, &TokenHash::of_secret(session.expose()))
+            .bind_interaction_session(&interaction.id, &session.secret_hash())
             .await?
         {
             return Err(DomainError::InvalidInteraction(

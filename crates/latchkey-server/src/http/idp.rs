@@ -30,7 +30,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), GnapError> 
         .get("x-idp-secret")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if TokenHash::of_secret(presented).ct_eq(&TokenHash::of_secret(secret)) {
+    if TokenHash::secrets_match(presented, secret) {
         Ok(())
     } else {
         Err(GnapError::IdpUnauthorized(

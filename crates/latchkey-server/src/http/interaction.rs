@@ -220,10 +220,8 @@ async fn consent_decision(
         }
     }
     let expected = csrf_token(&session);
-    let csrf_ok = csrf.is_some_and(|c| {
-        crate::token_format::TokenHash::of_secret(&c)
-            .ct_eq(&crate::token_format::TokenHash::of_secret(&expected))
-    });
+    let csrf_ok =
+        csrf.is_some_and(|c| crate::token_format::TokenHash::secrets_match(&c, &expected));
     if !csrf_ok {
         return Err(GnapError::InvalidRequest(
             "the consent form is stale or was not sent by this page (CSRF check failed)".into(),

@@ -7,7 +7,7 @@ use super::error::OAuthFailure;
 use super::scope;
 use crate::domain::clock::now_ms;
 use crate::store::SharedOAuthStore;
-use crate::token_format::{TokenHash, TokenValue};
+use crate::token_format::TokenValue;
 
 /// Client management over an [`crate::store::OAuthStore`].
 #[derive(Clone)]
@@ -92,12 +92,7 @@ impl ClientAdmin {
         let secret = TokenValue::generate();
         let revoked = self
             .store
-            .set_client_secret(
-                id,
-                &TokenHash::of_secret(secret.expose()),
-                now_ms(),
-                revoke_tokens,
-            )
+            .set_client_secret(id, &secret.secret_hash(), now_ms(), revoke_tokens)
             .await?
             .ok_or_else(|| OAuthFailure::UnknownClient(id.to_string()))?;
         tracing::info!(client_id = %id, revoked_tokens = revoked, "oauth client secret rotated");

@@ -39,7 +39,7 @@ impl OAuthClient {
         let client = OAuthClient {
             id: new_random_id(),
             name,
-            secret_hash: TokenHash::of_secret(secret.expose()),
+            secret_hash: secret.secret_hash(),
             scopes,
             created_at: now,
             secret_rotated_at: None,
