@@ -21,6 +21,11 @@
 //! | `lifecycle` | per virtual client, in a loop: grant, 8 introspections, rotate, 8 introspections of the successor, then revoke it or cancel the grant (alternately) | nothing |
 //! | `fill` | no requests: inserts `--tokens N` filler grants and tokens into `--database` | |
 //!
+//! Each virtual client opens its keep-alive connection(s) before the clock starts, so the timed
+//! requests do not include 64 connections opened at once. `--timeline FILE` also writes every
+//! timed request (its start, latency, operation and outcome) as CSV, to see whether the slow
+//! ones came together (a stall) or spread out.
+//!
 //! Exit status: 0 when every request got its expected answer, 2 when some did not (the report
 //! is printed either way), 1 when the run could not start.
 
@@ -160,6 +165,11 @@ pub struct BenchArgs {
     /// `fill`: how many filler grants (each with one token) to insert.
     #[arg(long)]
     tokens: Option<u64>,
+    /// Also write every timed request to this file, one CSV line each in the order they were
+    /// due or sent: `start_ms` (from the start of the timed phase), `latency_ms`, `operation`,
+    /// `ok`. Shows when the slow requests happened: together (a stall) or spread out.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<std::path::PathBuf>,
 }
 
 /// Runs a benchmark scenario.
@@ -216,6 +226,8 @@ struct Ctx {
     timeout: Duration,
     tls: reqwest::Client,
     quiet: bool,
+    /// `--timeline`: where to write each request's start and latency.
+    timeline: Option<std::path::PathBuf>,
     /// Set once, after the preparation.
     pool: std::sync::OnceLock<Pool>,
     /// Requests answered so far in the timed phase (for progress lines).
@@ -438,6 +450,7 @@ impl Ctx {
             timeout,
             tls: transport::tls_client(args.concurrency, timeout)?,
             quiet: args.quiet,
+            timeline: args.timeline.clone(),
             pool: std::sync::OnceLock::new(),
             done: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
@@ -459,6 +472,15 @@ impl Ctx {
 
     fn client(&self) -> Client {
         Client::new(self.tls.clone(), self.timeout)
+    }
+
+    /// The URLs whose origins the timed phase sends to.
+    fn origins(&self) -> Vec<&str> {
+        let mut urls = vec![self.url.as_str()];
+        if matches!(self.scenario, Scenario::Introspect | Scenario::Lifecycle) {
+            urls.extend(self.private_url.as_deref());
+        }
+        urls
     }
 
     fn grant_endpoint(&self) -> String {
@@ -535,6 +557,18 @@ impl Op {
 #[derive(Default, Clone)]
 struct Stats {
     ops: [OpStats; 8],
+    /// `--timeline` only: every request of the client.
+    timeline: Vec<Timed>,
+}
+
+/// One request on the `--timeline`.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    /// When its latency started counting, from the start of the timed phase.
+    start: Duration,
+    latency: Duration,
+    op: Op,
+    ok: bool,
 }
 
 impl Stats {
@@ -545,7 +579,31 @@ impl Stats {
                 *a.errors.entry(k.clone()).or_default() += v;
             }
         }
+        self.timeline.extend_from_slice(&other.timeline);
     }
+}
+
+/// Writes the `--timeline` CSV, in order of start.
+fn write_timeline(path: &std::path::Path, mut timeline: Vec<Timed>) -> anyhow::Result<()> {
+    use std::io::Write;
+    timeline.sort_by_key(|t| t.start);
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create the timeline file {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "start_ms,latency_ms,operation,ok")?;
+    for t in &timeline {
+        writeln!(
+            out,
+            "{:.3},{:.3},{},{}",
+            t.start.as_secs_f64() * 1e3,
+            t.latency.as_secs_f64() * 1e3,
+            t.op.name(),
+            t.ok
+        )?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write the timeline file {}", path.display()))?;
+    Ok(())
 }
 
 /// Sends one request, times it, checks the answer and records the outcome. Returns the body
@@ -560,13 +618,25 @@ async fn exec(
 ) -> Option<Bytes> {
     let started = slot.latency_origin();
     let result = client.send(request).await;
-    let micros = started.elapsed().as_micros() as u64;
+    let latency = started.elapsed();
+    if ctx.timeline.is_some() {
+        let phase = ctx.budget.started.get().copied().unwrap_or(started);
+        stats.timeline.push(Timed {
+            start: started.saturating_duration_since(phase),
+            latency,
+            op,
+            ok: matches!(&result, Ok(r) if r.status == op.expected()),
+        });
+    }
     let slot = &mut stats.ops[op as usize];
-    slot.latency.record(micros);
+    slot.latency.record(latency.as_micros() as u64);
     ctx.done.fetch_add(1, Ordering::Relaxed);
     let error = match result {
         Ok(r) if r.status == op.expected() => {
             if op.checks_active() && !gnap::is_active(&r.body) {
+                if let Some(last) = stats.timeline.last_mut() {
+                    last.ok = false;
+                }
                 "inactive".to_string()
             } else {
                 return Some(r.body);
@@ -794,8 +864,7 @@ fn progress_ticker(
 }
 
 /// One virtual client of the timed phase.
-async fn virtual_client(ctx: Arc<Ctx>, index: usize) -> anyhow::Result<Stats> {
-    let mut client = ctx.client();
+async fn virtual_client(ctx: Arc<Ctx>, index: usize, mut client: Client) -> anyhow::Result<Stats> {
     let mut pacer = Pacer::new();
     let mut stats = Stats::default();
     let c = &*ctx;
@@ -1037,6 +1106,19 @@ struct Report {
 }
 
 async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
+    // Each virtual client opens its connections before the clock starts: what is timed is
+    // requests on established keep-alive connections, not 64 connections opened at once.
+    let mut clients = Vec::with_capacity(ctx.concurrency);
+    for _ in 0..ctx.concurrency {
+        let mut client = ctx.client();
+        for url in ctx.origins() {
+            client
+                .connect_ahead(url)
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?;
+        }
+        clients.push(client);
+    }
     let started = Instant::now();
     let _ = ctx.budget.started.set(started);
     let ticker = progress_ticker(
@@ -1046,8 +1128,8 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
         Some(ctx.failed.clone()),
     );
     let mut tasks = Vec::with_capacity(ctx.concurrency);
-    for i in 0..ctx.concurrency {
-        tasks.push(tokio::spawn(virtual_client(ctx.clone(), i)));
+    for (i, client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(virtual_client(ctx.clone(), i, client)));
     }
     let mut stats = Stats::default();
     for task in tasks {
@@ -1055,6 +1137,9 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
     }
     let seconds = started.elapsed().as_secs_f64();
     ticker.abort();
+    if let Some(path) = &ctx.timeline {
+        write_timeline(path, std::mem::take(&mut stats.timeline))?;
+    }
     let mut all = Histogram::default();
     let mut all_errors = BTreeMap::new();
     let mut ops = BTreeMap::new();

@@ -185,3 +185,102 @@ fn missing_credentials_are_explained() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CLIENT_ID"), "{stderr}");
 }
+
+/// The `--timeline` CSV: `start_ms,latency_ms,operation,ok`, one line per timed request.
+fn read_timeline(path: &std::path::Path) -> Vec<(f64, f64, String, bool)> {
+    let text = std::fs::read_to_string(path).expect("the timeline file");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("start_ms,latency_ms,operation,ok"));
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 4, "{line}");
+            (
+                fields[0].parse().expect("start_ms"),
+                fields[1].parse().expect("latency_ms"),
+                fields[2].to_string(),
+                fields[3].parse().expect("ok"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_timeline_lists_every_timed_request_from_its_due_time() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rotate.csv");
+    let path_arg = path.to_str().expect("a UTF-8 path");
+    // Open loop at 200/s: request i is due at 5·i ms, and its line says so.
+    let report = server.bench(
+        "rotate",
+        &["--requests", "40", "--rate", "200", "--timeline", path_arg],
+        &[],
+    );
+    assert_clean(&report, "rotate", 40);
+    let timeline = read_timeline(&path);
+    assert_eq!(timeline.len(), 40, "one line per timed request");
+    for (i, (start, latency, operation, ok)) in timeline.iter().enumerate() {
+        assert!(
+            (start - 5.0 * i as f64).abs() < 0.01,
+            "request {i} counted from {start} ms, not its due time"
+        );
+        assert!(*latency > 0.0, "request {i}: latency {latency}");
+        assert!(
+            *latency <= report["max_ms"].as_f64().expect("max_ms") + 0.001,
+            "request {i}: latency {latency} above the report's maximum"
+        );
+        assert_eq!(operation, "rotate");
+        assert!(ok, "request {i} failed");
+    }
+
+    // A scenario of several operations: each line names its own, in order of start.
+    let lifecycle = dir.path().join("lifecycle.csv");
+    let report = server.bench(
+        "lifecycle",
+        &[
+            "--requests",
+            "30",
+            "--timeline",
+            lifecycle.to_str().expect("a UTF-8 path"),
+        ],
+        &[],
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    let timeline = read_timeline(&lifecycle);
+    assert_eq!(timeline.len(), 30);
+    assert!(
+        timeline.windows(2).all(|w| w[0].0 <= w[1].0),
+        "lines are in order of start"
+    );
+    let operations: std::collections::BTreeSet<&str> =
+        timeline.iter().map(|t| t.2.as_str()).collect();
+    assert!(
+        operations.contains("grant") && operations.contains("introspect"),
+        "a lifecycle's operations are named: {operations:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_reported_before_the_clock_starts() {
+    let server = Server::start();
+    let output = Command::new(BIN)
+        .args(["bench", "grant", "--json", "--quiet", "-n", "5"])
+        .args(["--url", "http://127.0.0.1:9"])
+        .env_clear()
+        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
+        .env("KEY_ID", server.var("KEY_ID"))
+        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to http://127.0.0.1:9"),
+        "{stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "no report for a run that never started"
+    );
+}

@@ -81,6 +81,25 @@ impl Client {
         }
     }
 
+    /// Opens the keep-alive connection to `url`'s origin now, if it is a plain `http://` one
+    /// and not open yet, so that the first timed request does not pay for it.
+    pub async fn connect_ahead(&mut self, url: &str) -> Result<(), TransportError> {
+        let Some((origin, _)) = split_http(url) else {
+            return Ok(());
+        };
+        if self.plain.iter().any(|c| c.origin == origin) {
+            return Ok(());
+        }
+        let sender = tokio::time::timeout(self.timeout, connect(&origin))
+            .await
+            .map_err(|_| TransportError("timeout".into()))??;
+        self.plain.push(PlainConn {
+            origin,
+            sender: Some(sender),
+        });
+        Ok(())
+    }
+
     /// Sends `request` and reads the whole response.
     pub async fn send(&mut self, request: Outgoing) -> Result<Incoming, TransportError> {
         match tokio::time::timeout(self.timeout, self.send_inner(request)).await {
