@@ -21,13 +21,17 @@
 //! | `lifecycle` | per virtual client, in a loop: grant, 8 introspections, rotate, 8 introspections of the successor, then revoke it or cancel the grant (alternately) | nothing |
 //! | `fill` | no requests: inserts `--tokens N` filler grants and tokens into `--database` | |
 //!
-//! Each virtual client opens its keep-alive connection(s) before the clock starts, so the timed
-//! requests do not include 64 connections opened at once. `--timeline FILE` also writes every
-//! timed request (its start, latency, operation and outcome) as CSV, to see whether the slow
-//! ones came together (a stall) or spread out.
+//! Each virtual client opens its plain-HTTP keep-alive connections (to the origins the
+//! scenario's first request goes to) before the clock starts, so the timed requests do not
+//! include opening them; `https://` targets share a pooled client and are not opened early.
+//! `--timeline FILE` also writes every request sent in the timed phase (its start, latency,
+//! operation and outcome) as CSV, to see whether the slow ones came together (a stall) or
+//! spread out.
 //!
 //! Exit status: 0 when every request got its expected answer, 2 when some did not (the report
-//! is printed either way), 1 when the run could not start.
+//! is printed either way), 1 when the run could not start (bad arguments, a failed
+//! preparation, a connection that cannot be opened before the clock, a timeline file that
+//! cannot be created).
 
 mod fill;
 mod gnap;
@@ -165,9 +169,11 @@ pub struct BenchArgs {
     /// `fill`: how many filler grants (each with one token) to insert.
     #[arg(long)]
     tokens: Option<u64>,
-    /// Also write every timed request to this file, one CSV line each in the order they were
-    /// due or sent: `start_ms` (from the start of the timed phase), `latency_ms`, `operation`,
-    /// `ok`. Shows when the slow requests happened: together (a stall) or spread out.
+    /// Also write every request sent in the timed phase to this file, one CSV line each in
+    /// order of start: `start_ms` (from the start of the timed phase: when the request was due
+    /// with --rate, when it was sent without), `latency_ms`, `operation`, `ok` (whether it got
+    /// its expected answer). Shows when the slow requests happened: together (a stall) or
+    /// spread out.
     #[arg(long, value_name = "FILE")]
     timeline: Option<std::path::PathBuf>,
 }
@@ -178,15 +184,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return run_fill(&args).await;
     }
     let ctx = Arc::new(Ctx::from_args(&args)?);
+    // Created now, so that a bad path fails the run before it starts, not after it.
+    let timeline_file = match &args.timeline {
+        Some(path) => Some((
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create the timeline file {}", path.display()))?,
+            path,
+        )),
+        None => None,
+    };
     let pool = prepare(&ctx, &args).await?;
     if ctx.pool.set(pool).is_err() {
         bail!("internal: prepared twice");
     }
-    let report = timed_phase(&ctx).await?;
+    let (report, timeline) = timed_phase(&ctx).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_text(&report);
+    }
+    if let Some((file, path)) = timeline_file {
+        write_timeline(file, timeline)
+            .with_context(|| format!("cannot write the timeline file {}", path.display()))?;
     }
     Ok(if report.total.errors == 0 {
         ExitCode::SUCCESS
@@ -226,8 +245,8 @@ struct Ctx {
     timeout: Duration,
     tls: reqwest::Client,
     quiet: bool,
-    /// `--timeline`: where to write each request's start and latency.
-    timeline: Option<std::path::PathBuf>,
+    /// `--timeline`: keep each request's start, latency and outcome.
+    keep_timeline: bool,
     /// Set once, after the preparation.
     pool: std::sync::OnceLock<Pool>,
     /// Requests answered so far in the timed phase (for progress lines).
@@ -450,7 +469,7 @@ impl Ctx {
             timeout,
             tls: transport::tls_client(args.concurrency, timeout)?,
             quiet: args.quiet,
-            timeline: args.timeline.clone(),
+            keep_timeline: args.timeline.is_some(),
             pool: std::sync::OnceLock::new(),
             done: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
@@ -474,13 +493,23 @@ impl Ctx {
         Client::new(self.tls.clone(), self.timeout)
     }
 
-    /// The URLs whose origins the timed phase sends to.
-    fn origins(&self) -> Vec<&str> {
-        let mut urls = vec![self.url.as_str()];
-        if matches!(self.scenario, Scenario::Introspect | Scenario::Lifecycle) {
-            urls.extend(self.private_url.as_deref());
-        }
-        urls
+    /// Where the scenario's first timed requests go: the connections to open before the
+    /// clock. The prepared grants' URLs are the server's (built on its public URL, which may
+    /// differ from `--url`).
+    fn first_request_urls(&self) -> Vec<String> {
+        let first_grant = self.pool().grants.first();
+        let urls = match self.scenario {
+            Scenario::Introspect => vec![self.private_url.clone()],
+            Scenario::Rotate | Scenario::Revoke => vec![first_grant.map(|g| g.manage.clone())],
+            Scenario::Cancel => vec![first_grant.map(|g| g.continue_uri.clone())],
+            Scenario::Lifecycle => vec![Some(self.url.clone()), self.private_url.clone()],
+            Scenario::Grant
+            | Scenario::OauthToken
+            | Scenario::OauthRevoke
+            | Scenario::OauthIntrospect
+            | Scenario::Fill => vec![Some(self.url.clone())],
+        };
+        urls.into_iter().flatten().collect()
     }
 
     fn grant_endpoint(&self) -> String {
@@ -557,17 +586,20 @@ impl Op {
 #[derive(Default, Clone)]
 struct Stats {
     ops: [OpStats; 8],
-    /// `--timeline` only: every request of the client.
-    timeline: Vec<Timed>,
+    /// `--timeline` only: every request the client sent.
+    timeline: Vec<TimelineEntry>,
 }
 
 /// One request on the `--timeline`.
 #[derive(Debug, Clone, Copy)]
-struct Timed {
-    /// When its latency started counting, from the start of the timed phase.
-    start: Duration,
-    latency: Duration,
+struct TimelineEntry {
+    /// When its latency started counting, in µs from the start of the timed phase.
+    start_micros: u64,
+    /// Its latency in µs, as the histogram recorded it.
+    latency_micros: u64,
+    /// What it was.
     op: Op,
+    /// Whether it got its expected answer.
     ok: bool,
 }
 
@@ -583,27 +615,37 @@ impl Stats {
     }
 }
 
-/// Writes the `--timeline` CSV, in order of start.
-fn write_timeline(path: &std::path::Path, mut timeline: Vec<Timed>) -> anyhow::Result<()> {
+/// Writes the `--timeline` CSV, in order of start, times in ms to the µs.
+fn write_timeline(file: std::fs::File, mut timeline: Vec<TimelineEntry>) -> std::io::Result<()> {
     use std::io::Write;
-    timeline.sort_by_key(|t| t.start);
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create the timeline file {}", path.display()))?;
+    timeline.sort_by_key(|t| t.start_micros);
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "start_ms,latency_ms,operation,ok")?;
     for t in &timeline {
         writeln!(
             out,
-            "{:.3},{:.3},{},{}",
-            t.start.as_secs_f64() * 1e3,
-            t.latency.as_secs_f64() * 1e3,
+            "{}.{:03},{}.{:03},{},{}",
+            t.start_micros / 1000,
+            t.start_micros % 1000,
+            t.latency_micros / 1000,
+            t.latency_micros % 1000,
             t.op.name(),
             t.ok
         )?;
     }
     out.flush()
-        .with_context(|| format!("cannot write the timeline file {}", path.display()))?;
-    Ok(())
+}
+
+/// Counts an expected answer whose body could not be read as an error of `op`, on the
+/// timeline too.
+fn count_bad_body(stats: &mut Stats, op: Op) {
+    *stats.ops[op as usize]
+        .errors
+        .entry("bad-body".into())
+        .or_default() += 1;
+    if let Some(last) = stats.timeline.last_mut() {
+        last.ok = false;
+    }
 }
 
 /// Sends one request, times it, checks the answer and records the outcome. Returns the body
@@ -618,42 +660,38 @@ async fn exec(
 ) -> Option<Bytes> {
     let started = slot.latency_origin();
     let result = client.send(request).await;
-    let latency = started.elapsed();
-    if ctx.timeline.is_some() {
-        let phase = ctx.budget.started.get().copied().unwrap_or(started);
-        stats.timeline.push(Timed {
-            start: started.saturating_duration_since(phase),
-            latency,
-            op,
-            ok: matches!(&result, Ok(r) if r.status == op.expected()),
-        });
-    }
-    let slot = &mut stats.ops[op as usize];
-    slot.latency.record(latency.as_micros() as u64);
+    let latency_micros = started.elapsed().as_micros() as u64;
+    stats.ops[op as usize].latency.record(latency_micros);
     ctx.done.fetch_add(1, Ordering::Relaxed);
-    let error = match result {
+    let outcome = match result {
         Ok(r) if r.status == op.expected() => {
             if op.checks_active() && !gnap::is_active(&r.body) {
-                if let Some(last) = stats.timeline.last_mut() {
-                    last.ok = false;
-                }
-                "inactive".to_string()
+                Err("inactive".to_string())
             } else {
-                return Some(r.body);
+                Ok(r.body)
             }
         }
-        Ok(r) => r.status.to_string(),
-        Err(e) => {
-            if e.0 == "timeout" {
-                "timeout".to_string()
-            } else {
-                "transport".to_string()
-            }
-        }
+        Ok(r) => Err(r.status.to_string()),
+        Err(e) if e.is_timeout() => Err("timeout".to_string()),
+        Err(_) => Err("transport".to_string()),
     };
-    ctx.failed.fetch_add(1, Ordering::Relaxed);
-    *slot.errors.entry(error).or_default() += 1;
-    None
+    if ctx.keep_timeline {
+        let phase = ctx.budget.started.get().copied().unwrap_or(started);
+        stats.timeline.push(TimelineEntry {
+            start_micros: started.saturating_duration_since(phase).as_micros() as u64,
+            latency_micros,
+            op,
+            ok: outcome.is_ok(),
+        });
+    }
+    match outcome {
+        Ok(body) => Some(body),
+        Err(error) => {
+            ctx.failed.fetch_add(1, Ordering::Relaxed);
+            *stats.ops[op as usize].errors.entry(error).or_default() += 1;
+            None
+        }
+    }
 }
 
 /// Builds a request or counts the failure to build it as an error.
@@ -972,10 +1010,7 @@ async fn lifecycle(
             continue;
         };
         let Ok(grant) = gnap::parse_grant(&body) else {
-            *stats.ops[Op::Grant as usize]
-                .errors
-                .entry("bad-body".into())
-                .or_default() += 1;
+            count_bad_body(stats, Op::Grant);
             continue;
         };
         if !introspect_some(c, client, pacer, stats, &grant.token).await {
@@ -996,10 +1031,7 @@ async fn lifecycle(
             continue;
         };
         let Ok(rotated) = gnap::parse_rotation(&body) else {
-            *stats.ops[Op::Rotate as usize]
-                .errors
-                .entry("bad-body".into())
-                .or_default() += 1;
+            count_bad_body(stats, Op::Rotate);
             continue;
         };
         if !introspect_some(c, client, pacer, stats, &rotated.token).await {
@@ -1105,19 +1137,28 @@ struct Report {
     stopped_early: Option<String>,
 }
 
-async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
-    // Each virtual client opens its connections before the clock starts: what is timed is
-    // requests on established keep-alive connections, not 64 connections opened at once.
-    let mut clients = Vec::with_capacity(ctx.concurrency);
+/// Runs the timed phase; returns the report and, with `--timeline`, every request sent.
+async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<(Report, Vec<TimelineEntry>)> {
+    // Each virtual client opens its connections before the clock starts, all at once: what
+    // is timed is requests on established keep-alive connections.
+    let urls = ctx.first_request_urls();
+    let mut opening = Vec::with_capacity(ctx.concurrency);
     for _ in 0..ctx.concurrency {
-        let mut client = ctx.client();
-        for url in ctx.origins() {
-            client
-                .connect_ahead(url)
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?;
-        }
-        clients.push(client);
+        let (ctx, urls) = (ctx.clone(), urls.clone());
+        opening.push(tokio::spawn(async move {
+            let mut client = ctx.client();
+            for url in &urls {
+                client
+                    .connect_ahead(url)
+                    .await
+                    .with_context(|| format!("cannot connect to {url}"))?;
+            }
+            anyhow::Ok(client)
+        }));
+    }
+    let mut clients = Vec::with_capacity(ctx.concurrency);
+    for task in opening {
+        clients.push(task.await.context("opening a connection failed")??);
     }
     let started = Instant::now();
     let _ = ctx.budget.started.set(started);
@@ -1137,9 +1178,7 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
     }
     let seconds = started.elapsed().as_secs_f64();
     ticker.abort();
-    if let Some(path) = &ctx.timeline {
-        write_timeline(path, std::mem::take(&mut stats.timeline))?;
-    }
+    let timeline = std::mem::take(&mut stats.timeline);
     let mut all = Histogram::default();
     let mut all_errors = BTreeMap::new();
     let mut ops = BTreeMap::new();
@@ -1160,7 +1199,7 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
             ctx.pool().grants.len().max(ctx.pool().tokens.len())
         )
     });
-    Ok(Report {
+    let report = Report {
         scenario: ctx.scenario.name(),
         url: ctx.url.clone(),
         concurrency: ctx.concurrency,
@@ -1170,7 +1209,8 @@ async fn timed_phase(ctx: &Arc<Ctx>) -> anyhow::Result<Report> {
         total: summarize(&all, &all_errors, seconds),
         ops,
         stopped_early,
-    })
+    };
+    Ok((report, timeline))
 }
 
 fn print_text(r: &Report) {

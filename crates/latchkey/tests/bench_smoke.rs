@@ -227,7 +227,7 @@ fn a_timeline_lists_every_timed_request_from_its_due_time() {
         );
         assert!(*latency > 0.0, "request {i}: latency {latency}");
         assert!(
-            *latency <= report["max_ms"].as_f64().expect("max_ms") + 0.001,
+            *latency <= report["max_ms"].as_f64().expect("max_ms"),
             "request {i}: latency {latency} above the report's maximum"
         );
         assert_eq!(operation, "rotate");
@@ -253,20 +253,78 @@ fn a_timeline_lists_every_timed_request_from_its_due_time() {
         timeline.windows(2).all(|w| w[0].0 <= w[1].0),
         "lines are in order of start"
     );
-    let operations: std::collections::BTreeSet<&str> =
-        timeline.iter().map(|t| t.2.as_str()).collect();
+    // Closed loop: each request counts from when it was sent, within the timed phase.
+    let phase_ms = report["duration_s"].as_f64().expect("duration_s") * 1000.0;
     assert!(
-        operations.contains("grant") && operations.contains("introspect"),
-        "a lifecycle's operations are named: {operations:?}"
+        timeline.iter().all(|t| t.0 >= 0.0 && t.0 <= phase_ms),
+        "a start outside the timed phase of {phase_ms} ms"
+    );
+    let ops = report["ops"].as_object().expect("ops");
+    assert!(
+        ops.len() >= 2,
+        "a lifecycle of 30 requests mixes operations: {report}"
+    );
+    for (op, summary) in ops {
+        let lines = timeline.iter().filter(|t| &t.2 == op).count() as u64;
+        assert_eq!(
+            Some(lines),
+            summary["requests"].as_u64(),
+            "{op}: the timeline and the report disagree"
+        );
+    }
+}
+
+#[test]
+fn requests_without_their_expected_answer_are_marked_on_the_timeline() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wrong.csv");
+    // Introspection sent to the public listener's grant endpoint: never the expected answer.
+    let output = Command::new(BIN)
+        .args([
+            "bench",
+            "introspect",
+            "--json",
+            "--quiet",
+            "-n",
+            "20",
+            "-c",
+            "2",
+        ])
+        .args(["--url", server.var("PUBLIC_URL")])
+        .args(["--private-url", server.var("PUBLIC_URL")])
+        .arg("--timeline")
+        .arg(&path)
+        .env_clear()
+        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
+        .env("KEY_ID", server.var("KEY_ID"))
+        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("a report");
+    assert_eq!(report["errors"], 20, "{report}");
+    let timeline = read_timeline(&path);
+    assert_eq!(timeline.len(), 20);
+    assert!(
+        timeline.iter().all(|t| !t.3),
+        "every request failed, and every line must say so"
     );
 }
 
 #[test]
 fn an_unreachable_server_is_reported_before_the_clock_starts() {
     let server = Server::start();
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
     let output = Command::new(BIN)
         .args(["bench", "grant", "--json", "--quiet", "-n", "5"])
-        .args(["--url", "http://127.0.0.1:9"])
+        .args(["--url", &url])
         .env_clear()
         .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
         .env("KEY_ID", server.var("KEY_ID"))
@@ -275,12 +333,45 @@ fn an_unreachable_server_is_reported_before_the_clock_starts() {
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("cannot connect to http://127.0.0.1:9"),
+        stderr.contains(&format!("cannot connect to {url}")),
         "{stderr}"
     );
     assert!(
         output.stdout.is_empty(),
         "no report for a run that never started"
+    );
+}
+
+#[test]
+fn a_timeline_file_that_cannot_be_created_fails_the_run_before_it_starts() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-folder").join("t.csv");
+    let output = Command::new(BIN)
+        .args(["bench", "rotate", "--json", "-n", "5"])
+        .args(["--url", server.var("PUBLIC_URL")])
+        .arg("--timeline")
+        .arg(&path)
+        .env_clear()
+        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
+        .env("KEY_ID", server.var("KEY_ID"))
+        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the timeline file"),
+        "{stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "no report for a run that never started"
+    );
+    assert!(
+        !stderr.contains("preparing"),
+        "the run failed only after preparing: {stderr}"
     );
 }

@@ -38,6 +38,20 @@ pub struct Incoming {
 #[error("{0}")]
 pub struct TransportError(pub String);
 
+/// The message of a [`TransportError`] for a request or connection that ran out of time.
+const TIMED_OUT: &str = "timeout";
+
+impl TransportError {
+    fn timed_out() -> Self {
+        TransportError(TIMED_OUT.into())
+    }
+
+    /// Whether the request ran out of time (rather than failing).
+    pub fn is_timeout(&self) -> bool {
+        self.0 == TIMED_OUT
+    }
+}
+
 /// A target URL split into what a connection needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Origin {
@@ -87,17 +101,33 @@ impl Client {
         let Some((origin, _)) = split_http(url) else {
             return Ok(());
         };
-        if self.plain.iter().any(|c| c.origin == origin) {
+        let slot = self.slot_for(&origin);
+        if self.plain[slot]
+            .sender
+            .as_ref()
+            .is_some_and(|s| !s.is_closed())
+        {
             return Ok(());
         }
         let sender = tokio::time::timeout(self.timeout, connect(&origin))
             .await
-            .map_err(|_| TransportError("timeout".into()))??;
-        self.plain.push(PlainConn {
-            origin,
-            sender: Some(sender),
-        });
+            .map_err(|_| TransportError::timed_out())??;
+        self.plain[slot].sender = Some(sender);
         Ok(())
+    }
+
+    /// The index of the connection to `origin`, added (not yet open) if there is none.
+    fn slot_for(&mut self, origin: &Origin) -> usize {
+        match self.plain.iter().position(|c| c.origin == *origin) {
+            Some(i) => i,
+            None => {
+                self.plain.push(PlainConn {
+                    origin: origin.clone(),
+                    sender: None,
+                });
+                self.plain.len() - 1
+            }
+        }
     }
 
     /// Sends `request` and reads the whole response.
@@ -107,7 +137,7 @@ impl Client {
             Err(_) => {
                 // The connection's state is unknown after a timeout: start afresh.
                 self.plain.clear();
-                Err(TransportError("timeout".into()))
+                Err(TransportError::timed_out())
             }
         }
     }
@@ -116,16 +146,7 @@ impl Client {
         let Some((origin, path)) = split_http(&request.url) else {
             return self.send_tls(request).await;
         };
-        let slot = match self.plain.iter().position(|c| c.origin == origin) {
-            Some(i) => i,
-            None => {
-                self.plain.push(PlainConn {
-                    origin: origin.clone(),
-                    sender: None,
-                });
-                self.plain.len() - 1
-            }
-        };
+        let slot = self.slot_for(&origin);
         let conn = &mut self.plain[slot];
         let mut sender = match conn.sender.take() {
             Some(s) if !s.is_closed() => s,
