@@ -72,19 +72,29 @@ impl Server {
             .unwrap_or_else(|| panic!("serve printed no {name}"))
     }
 
+    /// `latchkey bench SCENARIO ARGS` in a clean environment holding only the sandbox
+    /// client's wallet address and key.
+    fn bench_command(&self, scenario: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["bench", scenario])
+            .args(args)
+            .env_clear()
+            .env("WALLET_ADDRESS_URL", self.var("WALLET_ADDRESS_URL"))
+            .env("KEY_ID", self.var("KEY_ID"))
+            .env("PRIVATE_KEY", self.var("PRIVATE_KEY"));
+        command
+    }
+
     /// Runs `latchkey bench SCENARIO --json` with the sandbox client's variables and `extra`
     /// arguments (the budget: `--requests N` or `--duration S`); returns the report.
     fn bench(&self, scenario: &str, extra: &[&str], env: &[(&str, &str)]) -> Value {
-        let output = Command::new(BIN)
-            .args(["bench", scenario, "--json", "--quiet"])
+        let output = self
+            .bench_command(scenario, &["--json", "--quiet"])
             .args(["--url", self.var("PUBLIC_URL")])
             .args(["--private-url", self.var("PRIVATE_URL")])
             .args(["--concurrency", "4"])
             .args(extra)
-            .env_clear()
-            .env("WALLET_ADDRESS_URL", self.var("WALLET_ADDRESS_URL"))
-            .env("KEY_ID", self.var("KEY_ID"))
-            .env("PRIVATE_KEY", self.var("PRIVATE_KEY"))
             .envs(env.iter().copied())
             .output()
             .expect("latchkey bench runs");
@@ -280,25 +290,12 @@ fn requests_without_their_expected_answer_are_marked_on_the_timeline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wrong.csv");
     // Introspection sent to the public listener's grant endpoint: never the expected answer.
-    let output = Command::new(BIN)
-        .args([
-            "bench",
-            "introspect",
-            "--json",
-            "--quiet",
-            "-n",
-            "20",
-            "-c",
-            "2",
-        ])
+    let output = server
+        .bench_command("introspect", &["--json", "--quiet", "-n", "20", "-c", "2"])
         .args(["--url", server.var("PUBLIC_URL")])
         .args(["--private-url", server.var("PUBLIC_URL")])
         .arg("--timeline")
         .arg(&path)
-        .env_clear()
-        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
-        .env("KEY_ID", server.var("KEY_ID"))
-        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -322,13 +319,8 @@ fn an_unreachable_server_is_reported_before_the_clock_starts() {
         .expect("a free port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let output = Command::new(BIN)
-        .args(["bench", "grant", "--json", "--quiet", "-n", "5"])
-        .args(["--url", &url])
-        .env_clear()
-        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
-        .env("KEY_ID", server.var("KEY_ID"))
-        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
+    let output = server
+        .bench_command("grant", &["--json", "--quiet", "-n", "5", "--url", &url])
         .output()
         .expect("runs");
     assert!(!output.status.success());
@@ -349,15 +341,11 @@ fn a_timeline_file_that_cannot_be_created_fails_the_run_before_it_starts() {
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("no-such-folder").join("t.csv");
-    let output = Command::new(BIN)
-        .args(["bench", "rotate", "--json", "-n", "5"])
+    let output = server
+        .bench_command("rotate", &["--json", "-n", "5"])
         .args(["--url", server.var("PUBLIC_URL")])
         .arg("--timeline")
         .arg(&path)
-        .env_clear()
-        .env("WALLET_ADDRESS_URL", server.var("WALLET_ADDRESS_URL"))
-        .env("KEY_ID", server.var("KEY_ID"))
-        .env("PRIVATE_KEY", server.var("PRIVATE_KEY"))
         .output()
         .expect("runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
