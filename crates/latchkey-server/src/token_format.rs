@@ -133,7 +133,13 @@ impl TokenHash {
     /// Whether two secret texts are equal, compared in constant time through their
     /// [`TokenHash::of_secret`].
     pub fn secrets_match(a: &str, b: &str) -> bool {
-        Self::of_secret(a).ct_eq(&Self::of_secret(b))
+        Self::of_secret(a).matches_secret(b)
+    }
+
+    /// Whether this kept [`TokenHash::of_secret`] is that of the `presented` secret, compared
+    /// in constant time.
+    pub fn matches_secret(&self, presented: &str) -> bool {
+        self.ct_eq(&Self::of_secret(presented))
     }
 
     /// Rebuilds a hash read from storage.

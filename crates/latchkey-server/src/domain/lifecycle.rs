@@ -469,9 +469,7 @@ impl Lifecycle {
     ) -> Result<(), DomainError> {
         let bound = interaction.session_hash.as_ref();
         match (bound, session) {
-            (Some(bound), Some(presented)) if bound.ct_eq(&TokenHash::of_secret(presented)) => {
-                Ok(())
-            }
+            (Some(bound), Some(presented)) if bound.matches_secret(presented) => Ok(()),
             _ => Err(DomainError::InvalidInteraction(
                 "no interaction session in this browser: start again from the client".into(),
             )),

@@ -94,8 +94,7 @@ impl FromRequestParts<AppState> for Admin {
             });
         }
         let presented = bearer_token(&parts.headers);
-        if presented.is_some_and(|t| crate::token_format::TokenHash::of_secret(t).ct_eq(&expected))
-        {
+        if presented.is_some_and(|t| expected.matches_secret(t)) {
             return Ok(Admin);
         }
         limiter.record_failure(None, source);

@@ -52,7 +52,7 @@ impl OAuthClient {
     ///
     /// A fast hash suffices: the secret carries 256 bits from the OS CSPRNG (DESIGN.md).
     pub fn secret_matches(&self, presented: &str) -> bool {
-        TokenHash::of_secret(presented).ct_eq(&self.secret_hash)
+        self.secret_hash.matches_secret(presented)
     }
 
     /// Whether the client may authenticate.

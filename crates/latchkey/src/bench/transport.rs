@@ -101,24 +101,20 @@ impl Client {
         let Some((origin, _)) = split_http(url) else {
             return Ok(());
         };
-        let slot = self.slot_for(&origin);
-        if self.plain[slot]
-            .sender
-            .as_ref()
-            .is_some_and(|s| !s.is_closed())
-        {
-            return Ok(());
-        }
-        let sender = tokio::time::timeout(self.timeout, connect(&origin))
+        let (slot, sender) = tokio::time::timeout(self.timeout, self.live_sender(&origin))
             .await
             .map_err(|_| TransportError::timed_out())??;
         self.plain[slot].sender = Some(sender);
         Ok(())
     }
 
-    /// The index of the connection to `origin`, added (not yet open) if there is none.
-    fn slot_for(&mut self, origin: &Origin) -> usize {
-        match self.plain.iter().position(|c| c.origin == *origin) {
+    /// Takes the open connection to `origin`, or opens one; returns it with the index of its
+    /// slot, to put it back there once used.
+    async fn live_sender(
+        &mut self,
+        origin: &Origin,
+    ) -> Result<(usize, SendRequest<Full<Bytes>>), TransportError> {
+        let slot = match self.plain.iter().position(|c| c.origin == *origin) {
             Some(i) => i,
             None => {
                 self.plain.push(PlainConn {
@@ -127,7 +123,12 @@ impl Client {
                 });
                 self.plain.len() - 1
             }
-        }
+        };
+        let sender = match self.plain[slot].sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => connect(origin).await?,
+        };
+        Ok((slot, sender))
     }
 
     /// Sends `request` and reads the whole response.
@@ -146,12 +147,7 @@ impl Client {
         let Some((origin, path)) = split_http(&request.url) else {
             return self.send_tls(request).await;
         };
-        let slot = self.slot_for(&origin);
-        let conn = &mut self.plain[slot];
-        let mut sender = match conn.sender.take() {
-            Some(s) if !s.is_closed() => s,
-            _ => connect(&origin).await?,
-        };
+        let (slot, mut sender) = self.live_sender(&origin).await?;
         sender
             .ready()
             .await
@@ -177,7 +173,7 @@ impl Client {
             .await
             .map_err(|e| TransportError(format!("body: {e}")))?
             .to_bytes();
-        conn.sender = Some(sender);
+        self.plain[slot].sender = Some(sender);
         Ok(Incoming { status, body })
     }
 
