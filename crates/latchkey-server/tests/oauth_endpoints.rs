@@ -752,18 +752,27 @@ async fn a_token_issued_before_tokens_carried_their_time_is_still_honoured() {
     let old = TokenValue::generate();
     assert_eq!(old.expose().len(), 43);
     let now = now_secs() * 1000;
-    stores
+    let client = stores
         .oauth
-        .insert_token(&OAuthTokenRecord {
-            hash: TokenHash(Sha256::digest(old.expose().as_bytes()).into()),
-            client_id: creds.client_id.clone(),
-            scopes: vec!["read".into()],
-            created_at: now,
-            expires_at: now + 3_600_000,
-            revoked_at: None,
-        })
+        .client_by_id(&creds.client_id)
         .await
-        .expect("insert");
+        .expect("read client")
+        .expect("client");
+    assert!(stores
+        .oauth
+        .insert_token(
+            &OAuthTokenRecord {
+                hash: TokenHash(Sha256::digest(old.expose().as_bytes()).into()),
+                client_id: creds.client_id.clone(),
+                scopes: vec!["read".into()],
+                created_at: now,
+                expires_at: now + 3_600_000,
+                revoked_at: None,
+            },
+            &client.secret_hash,
+        )
+        .await
+        .expect("insert"));
 
     for token in [old.expose(), today.as_str()] {
         assert_eq!(t.introspect(&creds, token).await["active"], true, "{token}");

@@ -44,7 +44,10 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
 
     // Tokens: insert, read back with the client, revoke only by the owner, idempotently.
     let t1 = token(&a, 10, 1_000_000);
-    assert!(store.insert_token(&t1).await.expect("insert"));
+    assert!(store
+        .insert_token(&t1, &a.secret_hash)
+        .await
+        .expect("insert"));
     let (got, owner) = store
         .token_by_hash(&t1.hash)
         .await
@@ -94,7 +97,8 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
         .cloned()
         .map(|t| {
             let store = store.clone();
-            tokio::spawn(async move { store.insert_token(&t).await })
+            let secret = a.secret_hash;
+            tokio::spawn(async move { store.insert_token(&t, &secret).await })
         })
         .collect();
     for j in joins {
@@ -121,19 +125,22 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
         assert_eq!(t.revoked_at, Some(50));
     }
     assert!(!store
-        .insert_token(&token(&a, 70, 1_000_000))
+        .insert_token(&token(&a, 70, 1_000_000), &a.secret_hash)
         .await
         .expect("disabled"));
     assert!(store.enable_client(&a.id).await.expect("enable"));
     assert!(!store.enable_client("nope").await.expect("unknown"));
     assert!(store
-        .insert_token(&token(&a, 70, 1_000_000))
+        .insert_token(&token(&a, 70, 1_000_000), &a.secret_hash)
         .await
         .expect("enabled"));
 
     // Secret rotation, with and without revoking tokens.
     let live = token(&b, 80, 1_000_000);
-    assert!(store.insert_token(&live).await.expect("insert"));
+    assert!(store
+        .insert_token(&live, &b.secret_hash)
+        .await
+        .expect("insert"));
     let new_hash = TokenHash::of("new secret");
     assert_eq!(
         store
@@ -147,12 +154,23 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
         (rotated.secret_hash, rotated.secret_rotated_at),
         (new_hash, Some(90))
     );
+    // A request authenticated with the old secret just before the rotation gets no token
+    // after it (the old secret "stops working at once").
+    assert!(!store
+        .insert_token(&token(&b, 91, 1_000_000), &b.secret_hash)
+        .await
+        .expect("old secret"));
+    let under_new = token(&b, 92, 1_000_000);
+    assert!(store
+        .insert_token(&under_new, &new_hash)
+        .await
+        .expect("new secret"));
     assert_eq!(
         store
             .set_client_secret(&b.id, &new_hash, 95, true)
             .await
             .expect("rotate"),
-        Some(1)
+        Some(2)
     );
     assert_eq!(
         store
@@ -165,7 +183,7 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
     // Expired tokens are purged; live ones stay.
     let old = token(&b, 0, 100);
     store.enable_client(&b.id).await.expect("enable");
-    assert!(store.insert_token(&old).await.expect("insert"));
+    assert!(store.insert_token(&old, &new_hash).await.expect("insert"));
     assert!(store.delete_expired_tokens(101).await.expect("purge") >= 1);
     assert_eq!(store.token_by_hash(&old.hash).await.expect("get"), None);
     assert!(store
@@ -179,7 +197,7 @@ async fn conformance(store: Arc<dyn OAuthStore>) {
     assert!(!store.delete_client(&b.id).await.expect("again"));
     assert_eq!(store.token_by_hash(&live.hash).await.expect("get"), None);
     assert!(!store
-        .insert_token(&token(&b, 1, 2))
+        .insert_token(&token(&b, 1, 2), &new_hash)
         .await
         .expect("deleted client"));
 }
@@ -230,16 +248,22 @@ async fn group_commit_keeps_each_outcome(store: impl OAuthStore) {
         token(&a, 10, i64::MAX),
     );
     for t in [&t1, &t2, &t3] {
-        assert!(store.insert_token(t).await.expect("insert"));
+        assert!(store.insert_token(t, &a.secret_hash).await.expect("insert"));
     }
-    let (t4, t5) = (token(&a, 20, i64::MAX), token(&off, 20, i64::MAX));
-    let (by_b, by_a, by_a_again, t2_by_a, t4_in, t5_in, t1_by_b_again, found, missing) = tokio::join!(
+    let (t4, t5, t6) = (
+        token(&a, 20, i64::MAX),
+        token(&off, 20, i64::MAX),
+        token(&a, 20, i64::MAX),
+    );
+    let stale_secret = TokenHash::of("a secret a replaced");
+    let (by_b, by_a, by_a_again, t2_by_a, t4_in, t5_in, t6_in, t1_by_b_again, found, missing) = tokio::join!(
         store.revoke_token(&t1.hash, &b.id, 30),
         store.revoke_token(&t1.hash, &a.id, 30),
         store.revoke_token(&t1.hash, &a.id, 31),
         store.revoke_token(&t2.hash, &a.id, 30),
-        store.insert_token(&t4),
-        store.insert_token(&t5),
+        store.insert_token(&t4, &a.secret_hash),
+        store.insert_token(&t5, &off.secret_hash),
+        store.insert_token(&t6, &stale_secret),
         store.revoke_token(&t1.hash, &b.id, 32),
         store.client_by_id(&a.id),
         store.client_by_id("nope"),
@@ -257,6 +281,10 @@ async fn group_commit_keeps_each_outcome(store: impl OAuthStore) {
     assert!(t2_by_a.expect("t2"));
     assert!(t4_in.expect("t4"));
     assert!(!t5_in.expect("t5"), "no token for a disabled client");
+    assert!(
+        !t6_in.expect("t6"),
+        "no token under a secret the client no longer has"
+    );
     assert_eq!(found.expect("found"), Some(a.clone()));
     assert_eq!(missing.expect("missing"), None);
     let revoked = |h| {
@@ -274,4 +302,5 @@ async fn group_commit_keeps_each_outcome(store: impl OAuthStore) {
     assert_eq!(revoked(&t3.hash).await, Some(None));
     assert_eq!(revoked(&t4.hash).await, Some(None));
     assert_eq!(revoked(&t5.hash).await, None);
+    assert_eq!(revoked(&t6.hash).await, None);
 }

@@ -1350,8 +1350,11 @@ async fn oauth_concurrent_token_lookups_each_get_their_own_answer(nodes: Vec<Sha
         store.insert_client(client).await.expect("insert client");
     }
     let tokens: Vec<OAuthTokenRecord> = (0..6).map(|i| oauth_token(&clients[i % 2], now)).collect();
-    for token in &tokens {
-        assert!(store.insert_token(token).await.expect("insert token"));
+    for (i, token) in tokens.iter().enumerate() {
+        assert!(store
+            .insert_token(token, &clients[i % 2].secret_hash)
+            .await
+            .expect("insert token"));
     }
     assert!(store
         .revoke_token(&tokens[0].hash, &clients[0].id, now)
@@ -1414,7 +1417,10 @@ async fn oauth_clients_and_tokens_round_trip(nodes: Vec<SharedOAuthStore>) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     let token = oauth_token(&first, now);
-    assert!(store.insert_token(&token).await.expect("insert token"));
+    assert!(store
+        .insert_token(&token, &first.secret_hash)
+        .await
+        .expect("insert token"));
     let (t, c) = store
         .token_by_hash(&token.hash)
         .await
@@ -1457,7 +1463,10 @@ async fn oauth_clients_and_tokens_round_trip(nodes: Vec<SharedOAuthStore>) {
     // Unknown client: no token.
     let mut stray = oauth_token(&first, now);
     stray.client_id = new_id();
-    assert!(!store.insert_token(&stray).await.expect("insert"));
+    assert!(!store
+        .insert_token(&stray, &first.secret_hash)
+        .await
+        .expect("insert"));
 }
 
 async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
@@ -1467,7 +1476,10 @@ async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
     store.insert_client(&client).await.expect("insert");
     let tokens: Vec<OAuthTokenRecord> = (0..3).map(|_| oauth_token(&client, now)).collect();
     for t in &tokens {
-        assert!(store.insert_token(t).await.expect("insert"));
+        assert!(store
+            .insert_token(t, &client.secret_hash)
+            .await
+            .expect("insert"));
     }
 
     // Disabling revokes every token and stops new ones; enabling does not revive them.
@@ -1492,7 +1504,7 @@ async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
         .expect("found");
     assert_eq!(c.disabled_at, Some(now), "first disable time stands");
     assert!(!store
-        .insert_token(&oauth_token(&client, now))
+        .insert_token(&oauth_token(&client, now), &client.secret_hash)
         .await
         .expect("insert"));
     assert!(store.enable_client(&client.id).await.expect("enable"));
@@ -1503,7 +1515,7 @@ async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
     }
     let fresh = oauth_token(&client, now);
     assert!(store
-        .insert_token(&fresh)
+        .insert_token(&fresh, &client.secret_hash)
         .await
         .expect("insert after enable"));
 
@@ -1523,6 +1535,19 @@ async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
         .expect("found");
     assert_eq!(c.secret_hash, new_secret);
     assert_eq!(c.secret_rotated_at, Some(now + 10));
+    // The old secret stops working at once, also for a request authenticated with it just
+    // before: its token is refused, on any node.
+    for node in &nodes {
+        assert!(!node
+            .insert_token(&oauth_token(&client, now), &client.secret_hash)
+            .await
+            .expect("insert under the old secret"));
+    }
+    let under_new = oauth_token(&client, now);
+    assert!(nodes[1]
+        .insert_token(&under_new, &new_secret)
+        .await
+        .expect("insert under the new secret"));
     assert_eq!(
         oauth_token_state(&nodes, &fresh.hash)
             .await
@@ -1536,7 +1561,7 @@ async fn oauth_disable_enable_secret_and_delete(nodes: Vec<SharedOAuthStore>) {
             .set_client_secret(&client.id, &new_secret, now + 20, true)
             .await
             .expect("rotate secret"),
-        Some(1)
+        Some(2)
     );
     assert!(oauth_token_state(&nodes, &fresh.hash)
         .await
@@ -1580,8 +1605,12 @@ async fn oauth_expired_tokens_are_deleted(nodes: Vec<SharedOAuthStore>) {
     let mut expired = oauth_token(&client, now - 2 * DAY);
     expired.expires_at = now - DAY;
     let live = oauth_token(&client, now);
-    assert!(store.insert_token(&expired).await.expect("insert"));
-    assert!(store.insert_token(&live).await.expect("insert"));
+    for t in [&expired, &live] {
+        assert!(store
+            .insert_token(t, &client.secret_hash)
+            .await
+            .expect("insert"));
+    }
     assert_eq!(store.delete_expired_tokens(now).await.expect("delete"), 1);
     assert!(oauth_token_state(&nodes, &expired.hash).await.is_none());
     assert!(oauth_token_state(&nodes, &live.hash).await.is_some());
@@ -1601,9 +1630,10 @@ async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthS
             let node = nodes[i % 2].clone();
             let barrier = barrier.clone();
             let token = oauth_token(&client, now);
+            let secret = client.secret_hash;
             issuers.push(tokio::spawn(async move {
                 barrier.wait().await;
-                let issued = node.insert_token(&token).await.expect("insert");
+                let issued = node.insert_token(&token, &secret).await.expect("insert");
                 (issued, token)
             }));
         }
@@ -1635,6 +1665,69 @@ async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthS
                 t.revoked_at.is_some() && !t.is_active(&c, now_ms()),
                 "iteration {iteration}: a token issued around the disable survived it"
             );
+        }
+    }
+}
+
+/// Tokens issued under the old secret on two nodes while a third replaces the secret and
+/// revokes the client's tokens: once all have answered, none of those tokens is live. A token
+/// inserted before the rotation is revoked by it; one that arrives after it is refused, even
+/// though its request was authenticated (with the old secret) before the rotation.
+async fn oauth_secret_rotation_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthStore>) {
+    const ISSUERS: usize = 4;
+    for iteration in 0..race_iterations() {
+        let now = now_ms();
+        let client = oauth_client(now);
+        nodes[0].insert_client(&client).await.expect("insert");
+        let barrier = Arc::new(Barrier::new(ISSUERS + 1));
+        let mut issuers = Vec::new();
+        for i in 0..ISSUERS {
+            let node = nodes[i % 2].clone();
+            let barrier = barrier.clone();
+            let token = oauth_token(&client, now);
+            let old_secret = client.secret_hash;
+            issuers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                // Some issue at once, some a moment later, so that some arrive after the
+                // rotation has committed.
+                if i >= ISSUERS / 2 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                let issued = node
+                    .insert_token(&token, &old_secret)
+                    .await
+                    .expect("insert");
+                (issued, token)
+            }));
+        }
+        let rotator = {
+            let node = nodes[2].clone();
+            let barrier = barrier.clone();
+            let id = client.id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                node.set_client_secret(&id, &TokenValue::generate().hash(), now_ms(), true)
+                    .await
+                    .expect("rotate secret")
+            })
+        };
+        assert!(rotator.await.expect("rotate task").is_some());
+        for issuer in issuers {
+            let (issued, token) = issuer.await.expect("issue task");
+            let state = nodes[(iteration + 1) % nodes.len()]
+                .token_by_hash(&token.hash)
+                .await
+                .expect("lookup");
+            match state {
+                Some((t, c)) => {
+                    assert!(issued, "iteration {iteration}: a refused token was stored");
+                    assert!(
+                        t.revoked_at.is_some() && !t.is_active(&c, now_ms()),
+                        "iteration {iteration}: a token issued under the replaced secret is live"
+                    );
+                }
+                None => assert!(!issued, "iteration {iteration}: an issued token is missing"),
+            }
         }
     }
 }
@@ -1863,6 +1956,7 @@ conformance! {
         oauth_disable_enable_secret_and_delete,
         oauth_expired_tokens_are_deleted,
         oauth_disable_racing_issue_leaves_no_live_token,
+        oauth_secret_rotation_racing_issue_leaves_no_live_token,
         oauth_one_bad_lookup_fails_alone,
         oauth_concurrent_token_lookups_each_get_their_own_answer,
     ],
@@ -2072,7 +2166,7 @@ mod sqlite_only {
                     .expect("rotate");
                 assert_eq!(rotated, RotateOutcome::Rotated);
                 let inserted = oauth
-                    .insert_token(&oauth_token(&client, now))
+                    .insert_token(&oauth_token(&client, now), &client.secret_hash)
                     .await
                     .expect("oauth token");
                 assert!(inserted);

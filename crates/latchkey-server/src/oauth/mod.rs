@@ -161,19 +161,20 @@ impl OAuthService {
         credentials: Credentials<'_>,
         source: Option<IpAddr>,
     ) -> Result<OAuthClient, OAuthFailure> {
-        self.authenticate_knowing(credentials, source, None).await
+        self.check_limits(credentials, source)?;
+        self.authenticate_within_limits(credentials, source, None)
+            .await
     }
 
-    /// [`OAuthService::authenticate`], given a client row already read (with a token it
-    /// owns): when it is the row of the presented client id, it is not read again.
-    async fn authenticate_knowing(
+    /// Refuses an attempt from a client id or source over its failed-authentication limits,
+    /// before anything is read.
+    fn check_limits(
         &self,
         credentials: Credentials<'_>,
         source: Option<IpAddr>,
-        known: Option<&OAuthClient>,
-    ) -> Result<OAuthClient, OAuthFailure> {
-        let limiter = &self.inner.limiter;
-        limiter
+    ) -> Result<(), OAuthFailure> {
+        self.inner
+            .limiter
             .check(credentials.client_id, source)
             .map_err(|limited| {
                 tracing::debug!(
@@ -185,7 +186,19 @@ impl OAuthService {
                 OAuthFailure::RateLimited {
                     retry_after_secs: limited.retry_after_secs,
                 }
-            })?;
+            })
+    }
+
+    /// [`OAuthService::authenticate`] once [`OAuthService::check_limits`] has let the attempt
+    /// through, given a client row already read (with a token it owns): when it is the row of
+    /// the presented client id, it is not read again.
+    async fn authenticate_within_limits(
+        &self,
+        credentials: Credentials<'_>,
+        source: Option<IpAddr>,
+        known: Option<&OAuthClient>,
+    ) -> Result<OAuthClient, OAuthFailure> {
+        let limiter = &self.inner.limiter;
         let (Some(id), Some(secret)) = (credentials.client_id, credentials.client_secret) else {
             limiter.record_failure(None, source);
             return Err(OAuthFailure::InvalidClient(
@@ -259,9 +272,16 @@ impl OAuthService {
             expires_at: now.saturating_add(millis(self.inner.settings.token_lifetime)),
             revoked_at: None,
         };
-        if !self.inner.store.insert_token(&record).await? {
+        // The secret the client was just authenticated with: if it has been replaced since
+        // (or the client disabled or deleted), no token is issued.
+        if !self
+            .inner
+            .store
+            .insert_token(&record, &client.secret_hash)
+            .await?
+        {
             return Err(OAuthFailure::InvalidClient(
-                "this client was disabled or deleted".into(),
+                "this client was disabled or deleted, or its secret was replaced".into(),
             ));
         }
         tracing::debug!(client_id = %client.id, "oauth access token issued");
@@ -305,14 +325,9 @@ impl OAuthService {
         source: Option<IpAddr>,
         token: &str,
     ) -> Result<IntrospectionResponse, OAuthFailure> {
+        self.check_limits(credentials, source)?;
         let presented = credentials.client_id.is_some() && credentials.client_secret.is_some();
-        let found = if presented
-            && self
-                .inner
-                .limiter
-                .check(credentials.client_id, source)
-                .is_ok()
-        {
+        let found = if presented {
             self.inner
                 .store
                 .token_by_hash(&TokenHash::of(token))
@@ -322,7 +337,7 @@ impl OAuthService {
         };
         let owner = found.as_ref().map(|(_, owner)| owner);
         let client = self
-            .authenticate_knowing(credentials, source, owner)
+            .authenticate_within_limits(credentials, source, owner)
             .await?;
         Ok(introspection(&client, found))
     }

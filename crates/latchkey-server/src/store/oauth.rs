@@ -49,9 +49,16 @@ pub trait OAuthStore: Send + Sync + 'static {
     /// Deletes the client and all its tokens. False when no such client.
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Inserts a token, only if its client exists and is enabled (a client disabled between
-    /// authentication and issue gets no token). Returns whether it was inserted.
-    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError>;
+    /// Inserts a token, only if its client exists, is enabled, and still has the secret whose
+    /// hash is `secret` (the one the caller authenticated with). A client disabled, or whose
+    /// secret was replaced, between authentication and issue gets no token: the old secret
+    /// "stops working at once" even for a request already past its authentication. Returns
+    /// whether it was inserted.
+    async fn insert_token(
+        &self,
+        token: &OAuthTokenRecord,
+        secret: &TokenHash,
+    ) -> Result<bool, StoreError>;
 
     /// The token with this value hash, with its client.
     async fn token_by_hash(
@@ -291,8 +298,17 @@ impl OAuthStore for SqliteStore {
     }
 
     /// On the writer thread, in a group with the other hot-path writes.
-    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.writes().oauth(OAuthWrite::Insert(token.clone())).await
+    async fn insert_token(
+        &self,
+        token: &OAuthTokenRecord,
+        secret: &TokenHash,
+    ) -> Result<bool, StoreError> {
+        self.writes()
+            .oauth(OAuthWrite::Insert {
+                token: token.clone(),
+                secret: *secret,
+            })
+            .await
     }
 
     async fn token_by_hash(
@@ -334,8 +350,12 @@ impl OAuthStore for SqliteStore {
 /// One queued OAuth write (for the SQLite and PostgreSQL group commits).
 #[derive(Debug, Clone)]
 pub(super) enum OAuthWrite {
-    /// [`OAuthStore::insert_token`].
-    Insert(OAuthTokenRecord),
+    /// [`OAuthStore::insert_token`]: the token, and the client secret's hash it was
+    /// authenticated with.
+    Insert {
+        token: OAuthTokenRecord,
+        secret: TokenHash,
+    },
     /// [`OAuthStore::revoke_token`].
     Revoke {
         hash: TokenHash,
@@ -347,7 +367,7 @@ pub(super) enum OAuthWrite {
 impl OAuthWrite {
     /// Inserts and revocations make separate runs.
     pub(super) fn is_insert(&self) -> bool {
-        matches!(self, OAuthWrite::Insert(_))
+        matches!(self, OAuthWrite::Insert { .. })
     }
 }
 
@@ -362,7 +382,7 @@ pub(super) fn first_revocations(run: &[OAuthWrite]) -> Vec<bool> {
             OAuthWrite::Revoke {
                 hash, client_id, ..
             } => seen.insert((*hash, client_id.as_str())),
-            OAuthWrite::Insert(_) => true,
+            OAuthWrite::Insert { .. } => true,
         })
         .collect()
 }
@@ -376,7 +396,9 @@ pub(super) fn outcomes(
 ) -> Vec<bool> {
     run.iter()
         .map(|write| match write {
-            OAuthWrite::Insert(t) => affected.remove(&(t.hash, t.client_id.clone())),
+            OAuthWrite::Insert { token, .. } => {
+                affected.remove(&(token.hash, token.client_id.clone()))
+            }
             OAuthWrite::Revoke {
                 hash, client_id, ..
             } => affected.remove(&(*hash, client_id.clone())),
@@ -397,13 +419,14 @@ pub(super) fn apply_oauth_run(
             continue;
         }
         rows.push(match write {
-            OAuthWrite::Insert(t) => serde_json::json!([
+            OAuthWrite::Insert { token: t, secret } => serde_json::json!([
                 hex::encode(t.hash.as_bytes()),
                 t.client_id,
                 t.scopes.join(" "),
                 t.created_at,
                 t.expires_at,
-                t.revoked_at
+                t.revoked_at,
+                hex::encode(secret.as_bytes())
             ]),
             OAuthWrite::Revoke {
                 hash,
@@ -415,11 +438,13 @@ pub(super) fn apply_oauth_run(
     let rows = serde_json::Value::Array(rows).to_string();
     let inserts = run.first().is_some_and(|w| w.is_insert());
     let sql = if inserts {
-        // An insert only for an existing, enabled client.
+        // An insert only for an existing, enabled client that still has the secret the
+        // caller authenticated with.
         "INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, revoked_at) \
          SELECT unhex(j.value ->> 0), j.value ->> 1, j.value ->> 2, j.value ->> 3, \
          j.value ->> 4, j.value ->> 5 FROM json_each(?1) AS j WHERE EXISTS \
-         (SELECT 1 FROM oauth_clients c WHERE c.id = j.value ->> 1 AND c.disabled_at IS NULL) \
+         (SELECT 1 FROM oauth_clients c WHERE c.id = j.value ->> 1 AND c.disabled_at IS NULL \
+         AND c.secret_hash = unhex(j.value ->> 6)) \
          RETURNING hash, client_id"
     } else {
         // A revocation only of the requesting client's token, unrevoked.

@@ -3,8 +3,9 @@
 //! them hold between nodes (READ COMMITTED; see `postgres.rs` for the two facts used here).
 //!
 //! The one race that needs care: a token issued while its client is being disabled (or its
-//! secret rotated with `revoke_tokens`, or the client deleted). Issuing takes a `FOR SHARE` lock
-//! on the client row and re-checks that it is enabled; disabling updates that row (a conflicting
+//! secret rotated, or the client deleted). Issuing takes a `FOR SHARE` lock on the client row
+//! and re-checks that it is enabled and still has the secret the caller authenticated with;
+//! disabling updates that row (a conflicting
 //! lock) and then revokes the client's tokens in a later statement. So either the disable comes
 //! first and the issue sees the client disabled (no token), or the issue commits first and the
 //! disable's sweep, with its fresh snapshot, sees and revokes the new token. Without the lock an
@@ -90,17 +91,21 @@ async fn revoke_all(
 pub(super) async fn insert_token_alone(
     pool: &PgPool,
     token: &OAuthTokenRecord,
+    secret: &TokenHash,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     // A locking read returns the newest committed version after any wait: a client
-    // disabled (or deleted) a moment ago is seen as such.
-    let enabled =
-        sqlx::query("SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL FOR SHARE")
-            .bind(&token.client_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .is_some();
+    // disabled (or deleted, or given a new secret) a moment ago is seen as such.
+    let enabled = sqlx::query(
+        "SELECT 1 FROM oauth_clients WHERE id = $1 AND disabled_at IS NULL \
+         AND secret_hash = $2 FOR SHARE",
+    )
+    .bind(&token.client_id)
+    .bind(secret.as_bytes())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .is_some();
     if !enabled {
         tx.rollback().await.map_err(db_error)?;
         return Ok(false);
@@ -313,11 +318,15 @@ impl OAuthStore for PostgresStore {
         .await
     }
 
-    async fn insert_token(&self, token: &OAuthTokenRecord) -> Result<bool, StoreError> {
-        self.queued(
-            self.oauth_writes()
-                .submit(OAuthWrite::Insert(token.clone())),
-        )
+    async fn insert_token(
+        &self,
+        token: &OAuthTokenRecord,
+        secret: &TokenHash,
+    ) -> Result<bool, StoreError> {
+        self.queued(self.oauth_writes().submit(OAuthWrite::Insert {
+            token: token.clone(),
+            secret: *secret,
+        }))
         .await
     }
 

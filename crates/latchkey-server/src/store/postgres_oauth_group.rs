@@ -7,10 +7,12 @@
 //! single-write rules still hold between nodes (see `postgres_oauth.rs` for the race with
 //! disabling a client):
 //!
-//! - *An insert only for an enabled client.* The insert statement first locks (`FOR SHARE`, in
-//!   client id order) the rows of its clients that are enabled, in a CTE: a locking read waits
-//!   for a concurrent disable and re-checks `disabled_at IS NULL` on the newest version
-//!   (fact 2), so a client disabled before us gets no token; a disable after us waits for our
+//! - *An insert only for an enabled client, under the secret it was authenticated with.* The
+//!   insert statement first locks (`FOR SHARE`, in client id order) the rows of its clients
+//!   that are enabled, in a CTE: a locking read waits for a concurrent disable (or secret
+//!   rotation) and re-checks `disabled_at IS NULL` on the newest version (fact 2), whose
+//!   `secret_hash` the join then compares with the insert's, so a client disabled (or given a
+//!   new secret) before us gets no token; a disable after us waits for our
 //!   commit, and its sweep (a later statement) revokes our tokens. Only tokens whose client row
 //!   came out of that locking CTE are inserted. Shared locks do not conflict with each other,
 //!   a disable, secret rotation or delete locks one client row, then its tokens, and a group
@@ -61,7 +63,9 @@ impl GroupWriter for PgOAuthGroupWriter {
     async fn alone(&self, op: &OAuthWrite) -> Result<bool, StoreError> {
         within(self.operation_timeout, async {
             match op {
-                OAuthWrite::Insert(token) => insert_token_alone(&self.pool, token).await,
+                OAuthWrite::Insert { token, secret } => {
+                    insert_token_alone(&self.pool, token, secret).await
+                }
                 OAuthWrite::Revoke {
                     hash,
                     client_id,
@@ -127,8 +131,10 @@ async fn write_run(conn: &mut PgConnection, run: &[OAuthWrite]) -> Result<Vec<bo
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut secrets = Vec::with_capacity(n);
         for write in run {
-            if let OAuthWrite::Insert(t) = write {
+            if let OAuthWrite::Insert { token: t, secret } = write {
+                secrets.push(secret.as_bytes());
                 hashes.push(t.hash.as_bytes());
                 clients.push(t.client_id.as_str());
                 scopes.push(t.scopes.join(" "));
@@ -139,13 +145,14 @@ async fn write_run(conn: &mut PgConnection, run: &[OAuthWrite]) -> Result<Vec<bo
         }
         sqlx::query(
             "WITH i AS (SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::int8[], \
-             $5::int8[], $6::int8[]) AS i(hash, client_id, scopes, created_at, expires_at, \
-             revoked_at)), \
-             c AS MATERIALIZED (SELECT id FROM oauth_clients WHERE id IN (SELECT client_id FROM i) \
-             AND disabled_at IS NULL ORDER BY id FOR SHARE) \
+             $5::int8[], $6::int8[], $7::bytea[]) AS i(hash, client_id, scopes, created_at, \
+             expires_at, revoked_at, secret)), \
+             c AS MATERIALIZED (SELECT id, secret_hash FROM oauth_clients \
+             WHERE id IN (SELECT client_id FROM i) AND disabled_at IS NULL ORDER BY id FOR SHARE) \
              INSERT INTO oauth_tokens (hash, client_id, scopes, created_at, expires_at, \
              revoked_at) SELECT i.hash, i.client_id, i.scopes, i.created_at, i.expires_at, \
-             i.revoked_at FROM i JOIN c ON c.id = i.client_id RETURNING hash, client_id",
+             i.revoked_at FROM i JOIN c ON c.id = i.client_id AND c.secret_hash = i.secret \
+             RETURNING hash, client_id",
         )
         .bind(hashes)
         .bind(clients)
@@ -153,6 +160,7 @@ async fn write_run(conn: &mut PgConnection, run: &[OAuthWrite]) -> Result<Vec<bo
         .bind(created)
         .bind(expires)
         .bind(revoked)
+        .bind(secrets)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?
