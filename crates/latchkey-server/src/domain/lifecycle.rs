@@ -551,28 +551,27 @@ impl Lifecycle {
         if token.status(&grant, now_ms()) != TokenStatus::Active {
             return Ok(IntrospectResponse::inactive());
         }
+        // The grant row was read for this answer alone: its parts move into it.
+        let Grant {
+            id, access, client, ..
+        } = grant;
         let access = match requested {
-            None => grant.access.clone(),
+            None => access,
             Some(wanted) => {
-                if !wanted
-                    .iter()
-                    .all(|w| grant.access.iter().any(|g| g.covers(w)))
-                {
+                if !wanted.iter().all(|w| access.iter().any(|g| g.covers(w))) {
                     return Ok(IntrospectResponse::inactive());
                 }
-                grant
-                    .access
-                    .iter()
+                access
+                    .into_iter()
                     .filter(|g| wanted.iter().any(|w| g.covers(w)))
-                    .cloned()
                     .collect()
             }
         };
         Ok(IntrospectResponse {
             active: true,
-            grant: Some(grant.id.clone()),
+            grant: Some(id),
             access: Some(access),
-            client: Some(grant.client.to_introspect_client()),
+            client: Some(client.to_introspect_client()),
         })
     }
 }
