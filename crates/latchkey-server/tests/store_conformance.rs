@@ -1671,28 +1671,23 @@ async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthS
 
 /// Tokens issued under the old secret on two nodes while a third replaces the secret and
 /// revokes the client's tokens: once all have answered, none of those tokens is live. A token
-/// inserted before the rotation is revoked by it; one that arrives after it is refused, even
-/// though its request was authenticated (with the old secret) before the rotation.
+/// inserted before the rotation is revoked by it; one that arrives after it is refused, though
+/// its request was authenticated (with the old secret) before the rotation.
 async fn oauth_secret_rotation_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthStore>) {
-    const ISSUERS: usize = 4;
+    const RACERS: usize = 4;
     for iteration in 0..race_iterations() {
         let now = now_ms();
         let client = oauth_client(now);
+        let old_secret = client.secret_hash;
         nodes[0].insert_client(&client).await.expect("insert");
-        let barrier = Arc::new(Barrier::new(ISSUERS + 1));
-        let mut issuers = Vec::new();
-        for i in 0..ISSUERS {
+        let barrier = Arc::new(Barrier::new(RACERS + 1));
+        let mut racers = Vec::new();
+        for i in 0..RACERS {
             let node = nodes[i % 2].clone();
             let barrier = barrier.clone();
             let token = oauth_token(&client, now);
-            let old_secret = client.secret_hash;
-            issuers.push(tokio::spawn(async move {
+            racers.push(tokio::spawn(async move {
                 barrier.wait().await;
-                // Some issue at once, some a moment later, so that some arrive after the
-                // rotation has committed.
-                if i >= ISSUERS / 2 {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
                 let issued = node
                     .insert_token(&token, &old_secret)
                     .await
@@ -1712,8 +1707,8 @@ async fn oauth_secret_rotation_racing_issue_leaves_no_live_token(nodes: Vec<Shar
             })
         };
         assert!(rotator.await.expect("rotate task").is_some());
-        for issuer in issuers {
-            let (issued, token) = issuer.await.expect("issue task");
+        for racer in racers {
+            let (issued, token) = racer.await.expect("issue task");
             let state = nodes[(iteration + 1) % nodes.len()]
                 .token_by_hash(&token.hash)
                 .await
@@ -1728,6 +1723,16 @@ async fn oauth_secret_rotation_racing_issue_leaves_no_live_token(nodes: Vec<Shar
                 }
                 None => assert!(!issued, "iteration {iteration}: an issued token is missing"),
             }
+        }
+        // Requests authenticated before the rotation whose tokens come after it: refused.
+        for node in &nodes[..2] {
+            assert!(
+                !node
+                    .insert_token(&oauth_token(&client, now), &old_secret)
+                    .await
+                    .expect("late insert"),
+                "iteration {iteration}: a token issued after the rotation under the old secret"
+            );
         }
     }
 }
@@ -2309,6 +2314,12 @@ mod postgres_only {
     /// Returns once some session of `db` waits for a lock that the session `holder` holds;
     /// panics after ten seconds.
     async fn waits_for(db: &TestDb, holder: i32) {
+        sessions_wait_for(db, holder, 1).await;
+    }
+
+    /// Returns once `sessions` sessions of `db` wait for locks that the session `holder`
+    /// holds; panics after ten seconds.
+    async fn sessions_wait_for(db: &TestDb, holder: i32, sessions: i64) {
         let (mut observer, _) = session(db).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
@@ -2319,7 +2330,7 @@ mod postgres_only {
             .fetch_one(&mut observer)
             .await
             .expect("pg_stat_activity");
-            if waiting > 0 {
+            if waiting >= sessions {
                 return;
             }
             assert!(
@@ -2342,6 +2353,75 @@ mod postgres_only {
         waits_for(db, holder).await;
         assert!(!waiter.is_finished(), "{what} must wait for the grant row");
         tx.commit().await.expect("commit");
+    }
+
+    /// Another session (a secret rotation on another node, played by hand) has replaced a
+    /// client's secret and not committed yet. An OAuth token insert under the old secret,
+    /// sent meanwhile on its own (a write alone), waits for the client's row and, once the
+    /// rotation commits, inserts nothing: its locking read sees the row's newest version. Then
+    /// the same check in a group's statement: with both OAuth write lanes held up (their
+    /// inserts wait for another client's row), a stale-secret insert and a good one queue and
+    /// make one group, in which the stale one is refused and the good one inserted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_oauth_insert_waiting_for_a_secret_rotation_sees_the_new_secret() {
+        let db = TestDb::postgres().await;
+        let oauth = db.oauth_nodes(1).await.remove(0);
+        let now = now_ms();
+        let (client, blocker) = (oauth_client(now), oauth_client(now));
+        for c in [&client, &blocker] {
+            oauth.insert_client(c).await.expect("client");
+        }
+        let old_secret = client.secret_hash;
+        let insert = |client: &OAuthClient, secret: TokenHash| {
+            let (oauth, token) = (oauth.clone(), oauth_token(client, now));
+            tokio::spawn(async move { oauth.insert_token(&token, &secret).await })
+        };
+
+        let (mut other, holder) = session(&db).await;
+        let mut tx = other.begin().await.expect("begin");
+        sqlx::query("UPDATE oauth_clients SET secret_hash = $2 WHERE id = $1")
+            .bind(&client.id)
+            .bind(TokenValue::generate().hash().as_bytes().to_vec())
+            .execute(&mut *tx)
+            .await
+            .expect("replace the secret");
+        let waiting = insert(&client, old_secret);
+        commit_once_waited_on(&db, holder, tx, &waiting, "the insert").await;
+        assert!(
+            !waiting.await.expect("insert task").expect("insert"),
+            "a token was issued under a secret replaced while the insert waited"
+        );
+
+        let mut tx = other.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM oauth_clients WHERE id = $1 FOR UPDATE")
+            .bind(&blocker.id)
+            .execute(&mut *tx)
+            .await
+            .expect("hold the other client's row");
+        // One at a time, so that each is a group of its own and holds a lane.
+        let first_held = insert(&blocker, blocker.secret_hash);
+        waits_for(&db, holder).await;
+        let held = [first_held, insert(&blocker, blocker.secret_hash)];
+        sessions_wait_for(&db, holder, 2).await;
+        let (stale, good) = (
+            insert(&client, old_secret),
+            insert(&blocker, blocker.secret_hash),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !stale.is_finished() && !good.is_finished(),
+            "with both lanes held, the two writes wait in the queue"
+        );
+        tx.commit().await.expect("release the other client");
+        let _ = other.close().await;
+        for h in held {
+            assert!(h.await.expect("held task").expect("held insert"));
+        }
+        assert!(good.await.expect("good task").expect("good insert"));
+        assert!(
+            !stale.await.expect("stale task").expect("stale insert"),
+            "a group issued a token under a replaced secret"
+        );
     }
 
     /// Another session (a rotation on another node, played by hand) holds a grant's row and

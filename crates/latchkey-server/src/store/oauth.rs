@@ -165,8 +165,9 @@ where
 /// arrived while its previous commit was under way in one transaction, GNAP writes included, so
 /// one fsync serves many requests. Each consecutive run of inserts (or of revocations) is one
 /// SQL statement over a JSON array of rows (`apply_oauth_run`), with the outcome each write
-/// would have had alone (an insert only for an enabled client; a revocation only of a token of
-/// the requesting client that is not revoked yet).
+/// would have had alone (an insert only for an enabled client that still has the secret the
+/// request was authenticated with; a revocation only of a token of the requesting client that
+/// is not revoked yet).
 ///
 /// The hot-path reads (the client every OAuth request authenticates, a token by hash) run on
 /// the calling thread (`store::sqlite_read`), never cached: a disabled client or a rotated

@@ -5,9 +5,10 @@
 //! level, READ COMMITTED. Two facts of READ COMMITTED carry the arguments:
 //!
 //! 1. Each *statement* sees a fresh snapshot: everything committed before it started.
-//! 2. An `UPDATE` (or `SELECT ... FOR [NO KEY] UPDATE`) that meets a row locked by another
-//!    transaction waits for it to finish, then re-checks its `WHERE` clause against the row's
-//!    newest version and skips the row if it no longer matches.
+//! 2. An `UPDATE` (or `SELECT ... FOR [NO KEY] UPDATE | FOR SHARE`) that meets a row locked by
+//!    another transaction waits for it to finish, then re-checks its `WHERE` clause against the
+//!    row's newest version and skips the row if it no longer matches; a locking `SELECT`
+//!    returns that newest version's values.
 //!
 //! The rules (see each method for the proof of its own case):
 //!
