@@ -1616,6 +1616,29 @@ async fn oauth_expired_tokens_are_deleted(nodes: Vec<SharedOAuthStore>) {
     assert!(oauth_token_state(&nodes, &live.hash).await.is_some());
 }
 
+/// `count` tasks that each, once `barrier` lets them go, insert a new token of `client` under
+/// `secret` on the first or second node in turn; each answers whether it was issued, and the
+/// token.
+fn spawn_issuers(
+    nodes: &[SharedOAuthStore],
+    client: &OAuthClient,
+    secret: TokenHash,
+    barrier: &Arc<Barrier>,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<(bool, OAuthTokenRecord)>> {
+    (0..count)
+        .map(|i| {
+            let (node, barrier) = (nodes[i % 2].clone(), barrier.clone());
+            let token = oauth_token(client, now_ms());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let issued = node.insert_token(&token, &secret).await.expect("insert");
+                (issued, token)
+            })
+        })
+        .collect()
+}
+
 /// Tokens issued on two nodes while a third disables the client: once all have answered, no
 /// issued token is unrevoked, and enabling the client again revives none of them.
 async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthStore>) {
@@ -1625,18 +1648,7 @@ async fn oauth_disable_racing_issue_leaves_no_live_token(nodes: Vec<SharedOAuthS
         let client = oauth_client(now);
         nodes[0].insert_client(&client).await.expect("insert");
         let barrier = Arc::new(Barrier::new(ISSUERS + 1));
-        let mut issuers = Vec::new();
-        for i in 0..ISSUERS {
-            let node = nodes[i % 2].clone();
-            let barrier = barrier.clone();
-            let token = oauth_token(&client, now);
-            let secret = client.secret_hash;
-            issuers.push(tokio::spawn(async move {
-                barrier.wait().await;
-                let issued = node.insert_token(&token, &secret).await.expect("insert");
-                (issued, token)
-            }));
-        }
+        let issuers = spawn_issuers(&nodes, &client, client.secret_hash, &barrier, ISSUERS);
         let disabler = {
             let node = nodes[2].clone();
             let barrier = barrier.clone();
@@ -1681,20 +1693,7 @@ async fn oauth_secret_rotation_racing_issue_leaves_no_live_token(nodes: Vec<Shar
         let old_secret = client.secret_hash;
         nodes[0].insert_client(&client).await.expect("insert");
         let barrier = Arc::new(Barrier::new(RACERS + 1));
-        let mut racers = Vec::new();
-        for i in 0..RACERS {
-            let node = nodes[i % 2].clone();
-            let barrier = barrier.clone();
-            let token = oauth_token(&client, now);
-            racers.push(tokio::spawn(async move {
-                barrier.wait().await;
-                let issued = node
-                    .insert_token(&token, &old_secret)
-                    .await
-                    .expect("insert");
-                (issued, token)
-            }));
-        }
+        let racers = spawn_issuers(&nodes, &client, old_secret, &barrier, RACERS);
         let rotator = {
             let node = nodes[2].clone();
             let barrier = barrier.clone();

@@ -5,8 +5,8 @@
 //! The one race that needs care: a token issued while its client is being disabled (or its
 //! secret rotated, or the client deleted). Issuing takes a `FOR SHARE` lock on the client row
 //! and re-checks that it is enabled and still has the secret the caller authenticated with;
-//! disabling updates that row (a conflicting
-//! lock) and then revokes the client's tokens in a later statement. So either the disable comes
+//! disabling updates that row (a conflicting lock) and then revokes the client's tokens in a
+//! later statement. So either the disable comes
 //! first and the issue sees the client disabled (no token), or the issue commits first and the
 //! disable's sweep, with its fresh snapshot, sees and revokes the new token. Without the lock an
 //! insert could commit just after the sweep's snapshot: a live token of a disabled client, which

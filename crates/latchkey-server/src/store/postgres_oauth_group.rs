@@ -12,8 +12,8 @@
 //!   that are enabled, in a CTE: a locking read waits for a concurrent disable (or secret
 //!   rotation) and re-checks `disabled_at IS NULL` on the newest version (fact 2), whose
 //!   `secret_hash` the join then compares with the insert's, so a client disabled (or given a
-//!   new secret) before us gets no token; a disable after us waits for our
-//!   commit, and its sweep (a later statement) revokes our tokens. Only tokens whose client row
+//!   new secret) before us gets no token; a disable after us waits for our commit, and its
+//!   sweep (a later statement) revokes our tokens. Only tokens whose client row
 //!   came out of that locking CTE are inserted. Shared locks do not conflict with each other,
 //!   a disable, secret rotation or delete locks one client row, then its tokens, and a group
 //!   takes its client locks before any token lock (inserts first): no lock cycle.
