@@ -6,6 +6,11 @@ mod migrate;
 mod oauth_client;
 mod serve;
 
+/// Every allocation of the server and of `bench` goes to jemalloc (see `Cargo.toml`).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
