@@ -314,6 +314,87 @@ async fn jwk_client_and_tokenless_grant_round_trip(store: SharedStore) {
     assert_eq!(g, grant);
 }
 
+/// Introspection's read: the token, its grant's id, state and client, and the access list as
+/// the very JSON text the grant was stored with (which it serves without re-serializing).
+async fn introspection_reads_token_and_grant_as_stored(store: SharedStore) {
+    let (grant, token) = issued(&store).await;
+    let record = store
+        .introspection_by_hash(&token.hash)
+        .await
+        .expect("lookup")
+        .expect("found by hash");
+    assert_eq!(record.token, token);
+    assert_eq!(record.grant_id, grant.id);
+    assert_eq!(record.grant_state, grant.state);
+    assert_eq!(record.client, grant.client);
+    assert_eq!(
+        record.access_json.get(),
+        serde_json::to_string(&grant.access).expect("serialize"),
+        "the access list is served as the grant's serialization"
+    );
+    assert_eq!(record.parsed_access().expect("parses"), grant.access);
+
+    assert!(store
+        .introspection_by_hash(&TokenHash::of("never issued"))
+        .await
+        .expect("lookup")
+        .is_none());
+    assert!(store
+        .introspection_by_hash(&TokenHash::of(&token.manage_id))
+        .await
+        .expect("lookup")
+        .is_none());
+
+    // A JWK-held grant's client comes back whole.
+    let now = now_ms();
+    let jwk = Jwk {
+        kid: "key-2".to_string(),
+        kty: "OKP".to_string(),
+        crv: "Ed25519".to_string(),
+        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_string(),
+        alg: Some("EdDSA".to_string()),
+        use_: None,
+    };
+    let jwk_grant = grant_with(
+        ClientKeySource::Jwk(jwk),
+        GrantState::Finalized(Finalization::Issued),
+        now,
+    );
+    let jwk_token = token_for(&jwk_grant, now);
+    store
+        .create_grant(&jwk_grant, Some(&jwk_token))
+        .await
+        .expect("create");
+    let record = store
+        .introspection_by_hash(&jwk_token.hash)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(record.client, jwk_grant.client);
+
+    // A revoked token reads as revoked; a cancelled grant's state reads as revoked.
+    let t1 = now_ms();
+    store
+        .revoke_token(&token.manage_id, t1)
+        .await
+        .expect("revoke");
+    let record = store
+        .introspection_by_hash(&token.hash)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(record.token.revoked_at, Some(t1));
+    assert!(!record.grant_state.is_revoked());
+    store.cancel_grant(&jwk_grant.id, t1).await.expect("cancel");
+    let record = store
+        .introspection_by_hash(&jwk_token.hash)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert!(record.grant_state.is_revoked(), "{:?}", record.grant_state);
+    assert_eq!(record.token.revoked_at, Some(t1));
+}
+
 async fn duplicate_keys_conflict_and_change_nothing(store: SharedStore) {
     let (grant, token) = issued(&store).await;
     let now = now_ms();
@@ -1932,6 +2013,7 @@ conformance! {
     store: [
         grant_and_token_round_trip,
         jwk_client_and_tokenless_grant_round_trip,
+        introspection_reads_token_and_grant_as_stored,
         duplicate_keys_conflict_and_change_nothing,
         revoke_is_idempotent,
         rotate_kills_old_and_issues_successor,

@@ -32,6 +32,16 @@ impl ClientKeySource {
             ClientKeySource::Jwk(jwk) => IntrospectClient::Jwk { jwk: jwk.clone() },
         }
     }
+
+    /// The client as introspection reports it, without copying it.
+    pub fn into_introspect_client(self) -> IntrospectClient {
+        match self {
+            ClientKeySource::WalletAddress(wallet_address) => {
+                IntrospectClient::WalletAddress { wallet_address }
+            }
+            ClientKeySource::Jwk(jwk) => IntrospectClient::Jwk { jwk },
+        }
+    }
 }
 
 /// Grant state.

@@ -4,15 +4,16 @@
 //! these functions apply the rules of [`super::grant`] and [`super::token`] and persist the
 //! outcome through the [`Store`](crate::store::Store).
 
-use latchkey_proto::gnap::{AccessItem, Action, InteractRequest, IntrospectResponse};
+use latchkey_proto::gnap::{AccessItem, Action, InteractRequest};
 use std::time::Duration;
 
 use super::clock::{now_ms, Millis};
 use super::error::DomainError;
 use super::grant::{CancelDecision, ClientKeySource, Finalization, Grant, GrantState};
 use super::interaction::Interaction;
+use super::introspection::{AnsweredAccess, IntrospectAnswer};
 use super::token::{decide_rotate, AccessTokenRecord, RotateDecision, TokenStatus};
-use crate::store::{RotateOutcome, SharedStore};
+use crate::store::{RotateOutcome, SharedStore, StoreError};
 use crate::token_format::{new_id, new_random_id, TokenHash, TokenValue};
 
 /// Configurable lifetimes (DESIGN.md: token 600 s, `wait` 5 s, interaction 600 s).
@@ -543,36 +544,40 @@ impl Lifecycle {
         &self,
         presented: &str,
         requested: Option<&[AccessItem]>,
-    ) -> Result<IntrospectResponse, DomainError> {
-        let Some((token, grant)) = self.store.token_by_hash(&TokenHash::of(presented)).await?
+    ) -> Result<IntrospectAnswer, DomainError> {
+        let Some(record) = self
+            .store
+            .introspection_by_hash(&TokenHash::of(presented))
+            .await?
         else {
-            return Ok(IntrospectResponse::inactive());
+            return Ok(IntrospectAnswer::inactive());
         };
-        if token.status(&grant, now_ms()) != TokenStatus::Active {
-            return Ok(IntrospectResponse::inactive());
+        if record.token.status_under(record.grant_state, now_ms()) != TokenStatus::Active {
+            return Ok(IntrospectAnswer::inactive());
         }
-        // The grant row was read for this answer alone: its parts move into it.
-        let Grant {
-            id, access, client, ..
-        } = grant;
         let access = match requested {
-            None => access,
+            // The whole list, as the store keeps it: no parse, no re-serialization.
+            None => AnsweredAccess::AsStored(record.access_json),
             Some(wanted) => {
+                let access = record.parsed_access().map_err(|e| {
+                    DomainError::Store(StoreError::Corrupt(format!("access list: {e}")))
+                })?;
                 if !wanted.iter().all(|w| access.iter().any(|g| g.covers(w))) {
-                    return Ok(IntrospectResponse::inactive());
+                    return Ok(IntrospectAnswer::inactive());
                 }
-                access
-                    .into_iter()
-                    .filter(|g| wanted.iter().any(|w| g.covers(w)))
-                    .collect()
+                AnsweredAccess::Covering(
+                    access
+                        .into_iter()
+                        .filter(|g| wanted.iter().any(|w| g.covers(w)))
+                        .collect(),
+                )
             }
         };
-        Ok(IntrospectResponse {
-            active: true,
-            grant: Some(id),
-            access: Some(access),
-            client: Some(client.to_introspect_client()),
-        })
+        Ok(IntrospectAnswer::active(
+            record.grant_id,
+            access,
+            record.client,
+        ))
     }
 }
 

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod error;
 pub mod grant;
 pub mod interaction;
+pub mod introspection;
 pub mod lifecycle;
 pub mod token;
 

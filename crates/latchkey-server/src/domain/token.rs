@@ -1,7 +1,7 @@
 //! The access token aggregate: liveness and the rules of rotation and revocation.
 
 use super::clock::Millis;
-use super::grant::Grant;
+use super::grant::{Grant, GrantState};
 use crate::token_format::{new_id, TokenHash, TokenValue};
 
 /// An access token as stored (never its value).
@@ -51,7 +51,12 @@ impl AccessTokenRecord {
     /// Liveness of the token, taking its grant into account (invariant 4: a cancelled grant
     /// kills every token, even if a token row were somehow missed).
     pub fn status(&self, grant: &Grant, now: Millis) -> TokenStatus {
-        if self.revoked_at.is_some() || grant.state.is_revoked() {
+        self.status_under(grant.state, now)
+    }
+
+    /// Liveness of the token under a grant in `grant_state` (see [`Self::status`]).
+    pub fn status_under(&self, grant_state: GrantState, now: Millis) -> TokenStatus {
+        if self.revoked_at.is_some() || grant_state.is_revoked() {
             TokenStatus::Revoked
         } else if now >= self.expires_at {
             TokenStatus::Expired

@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use latchkey_proto::gnap::{IntrospectRequest, IntrospectResponse};
+use latchkey_proto::gnap::IntrospectRequest;
 
 use super::error::GnapError;
 use super::request::RawRequest;
 use super::AppState;
+use crate::domain::introspection::IntrospectAnswer;
 
 /// Private routes.
 pub fn routes() -> Router<AppState> {
@@ -21,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 async fn introspect(
     State(state): State<AppState>,
     req: RawRequest,
-) -> Result<Json<IntrospectResponse>, GnapError> {
+) -> Result<Json<IntrospectAnswer>, GnapError> {
     let body: IntrospectRequest = req.json()?;
     if body.access_token.is_empty() {
         return Err(GnapError::InvalidRequest("access_token is empty".into()));

@@ -28,8 +28,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::domain::clock::Millis;
-use crate::domain::grant::{ClientKeySource, Grant};
+use crate::domain::grant::{ClientKeySource, Grant, GrantState};
 use crate::domain::interaction::Interaction;
+use crate::domain::introspection::IntrospectionRecord;
 use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
 
@@ -53,6 +54,33 @@ pub enum StoreError {
 /// A token or secret hash read back from a row (both stores keep it as 32 raw bytes).
 fn hash_from(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
     TokenHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+/// The grant columns an introspection answer needs (both stores name them alike): its id,
+/// state, client and access list, not its continuation or timing columns.
+const INTROSPECTION_GRANT_COLUMNS: &str = "g.id AS g_id, g.client_kind AS g_client_kind, \
+    g.client_value AS g_client_value, g.access AS g_access, g.state AS g_state";
+
+/// A grant's client read back from its two columns (see [`GrantColumns`]).
+fn client_from_columns(kind: &str, value: String) -> Result<ClientKeySource, StoreError> {
+    match kind {
+        "wallet_address" => Ok(ClientKeySource::WalletAddress(value)),
+        "jwk" => Ok(ClientKeySource::Jwk(
+            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )),
+        other => Err(StoreError::Corrupt(format!("client kind {other}"))),
+    }
+}
+
+/// A grant's access list read back as the JSON text it was stored as, checked to be JSON.
+fn stored_access(access: String) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+    serde_json::value::RawValue::from_string(access)
+        .map_err(|e| StoreError::Corrupt(format!("access list: {e}")))
+}
+
+/// A grant's state read back from its column.
+fn state_from_column(state: &str) -> Result<GrantState, StoreError> {
+    GrantState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))
 }
 
 /// The columns of a grant row that both stores encode the same way: the client (a kind and a
@@ -126,6 +154,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError>;
+
+    /// The token with this value hash, with what introspection needs of its grant (its access
+    /// list as stored): the same rows as [`Self::token_by_hash`], read as one snapshot.
+    async fn introspection_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<IntrospectionRecord>, StoreError>;
 
     /// Marks the token revoked unless it already is. Idempotent.
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError>;

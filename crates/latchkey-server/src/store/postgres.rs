@@ -52,10 +52,14 @@ use super::postgres_group::PgGroupWriter;
 use super::postgres_oauth::{client_reads, oauth_token_reads, OAuthTokenAndClient};
 use super::postgres_oauth_group::PgOAuthGroupWriter;
 use super::schema::{run_migrations, MigrationReport};
-use super::{hash_from, purge, GrantColumns, PurgeOutcome, RotateOutcome, Store, StoreError};
+use super::{
+    client_from_columns, hash_from, purge, state_from_column, stored_access, GrantColumns,
+    PurgeOutcome, RotateOutcome, Store, StoreError, INTROSPECTION_GRANT_COLUMNS,
+};
 use crate::domain::clock::Millis;
-use crate::domain::grant::{ClientKeySource, Grant, GrantState};
+use crate::domain::grant::{ClientKeySource, Grant};
 use crate::domain::interaction::Interaction;
+use crate::domain::introspection::IntrospectionRecord;
 use crate::domain::token::AccessTokenRecord;
 use crate::oauth::client::OAuthClient;
 use crate::token_format::TokenHash;
@@ -108,8 +112,10 @@ pub struct PostgresStore {
     writes: GroupQueue<WriteOp, WriteDone>,
     /// Group commit of OAuth token inserts and revocations (`postgres_oauth_group.rs`).
     oauth_writes: GroupQueue<OAuthWrite, bool>,
-    /// Coalesced introspection reads.
+    /// Coalesced token-and-grant reads by hash ([`Store::token_by_hash`]).
     lookups: Coalesced<PgKeyedReads<TokenHash, TokenAndGrant>>,
+    /// Coalesced introspection reads.
+    introspection_lookups: Coalesced<PgKeyedReads<TokenHash, IntrospectionRecord>>,
     /// Coalesced token reads by manage id (rotation, revocation).
     manage_lookups: Coalesced<PgKeyedReads<String, TokenAndGrant>>,
     /// Coalesced grant reads by continue id (continuation, cancel).
@@ -227,6 +233,17 @@ impl PostgresStore {
             |(t, _)| t.hash,
             "PostgreSQL token reader",
         );
+        let introspection_lookups = PgKeyedReads::start(
+            pool.clone(),
+            timeout,
+            &format!(
+                "SELECT {TOKEN_COLUMNS}, {INTROSPECTION_GRANT_COLUMNS} FROM access_tokens t \
+                 JOIN grants g ON g.id = t.grant_id WHERE t.hash"
+            ),
+            introspection_from_row,
+            |record| record.token.hash,
+            "PostgreSQL introspection reader",
+        );
         let manage_lookups = token_reads(
             pool.clone(),
             timeout,
@@ -251,6 +268,7 @@ impl PostgresStore {
             writes,
             oauth_writes,
             lookups,
+            introspection_lookups,
             manage_lookups,
             grant_lookups,
             client_lookups,
@@ -395,17 +413,14 @@ const INTERACTION_COLUMNS: &str = "i.id AS i_id, i.nonce AS i_nonce, i.grant_id 
     i.interact_ref AS i_interact_ref, i.session_hash AS i_session_hash, \
     i.created_at AS i_created_at, i.expires_at AS i_expires_at";
 
-fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
+fn client_from_row(row: &PgRow) -> Result<ClientKeySource, StoreError> {
     let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     let kind: String = row.try_get("g_client_kind").map_err(corrupt)?;
-    let value: String = row.try_get("g_client_value").map_err(corrupt)?;
-    let client = match kind.as_str() {
-        "wallet_address" => ClientKeySource::WalletAddress(value),
-        "jwk" => ClientKeySource::Jwk(
-            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
-        other => return Err(StoreError::Corrupt(format!("client kind {other}"))),
-    };
+    client_from_columns(&kind, row.try_get("g_client_value").map_err(corrupt)?)
+}
+
+fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
     let access: String = row.try_get("g_access").map_err(corrupt)?;
     let state: String = row.try_get("g_state").map_err(corrupt)?;
     let wait_secs: i64 = row.try_get("g_wait_secs").map_err(corrupt)?;
@@ -413,10 +428,9 @@ fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
         id: row.try_get("g_id").map_err(corrupt)?,
         continue_id: row.try_get("g_continue_id").map_err(corrupt)?,
         continue_token_hash: hash_from(row.try_get("g_continue_token_hash").map_err(corrupt)?)?,
-        client,
+        client: client_from_row(row)?,
         access: serde_json::from_str(&access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        state: GrantState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))?,
+        state: state_from_column(&state)?,
         wait_secs: u64::try_from(wait_secs)
             .map_err(|_| StoreError::Corrupt(format!("negative wait {wait_secs}")))?,
         created_at: row.try_get("g_created_at").map_err(corrupt)?,
@@ -439,6 +453,19 @@ fn token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
 /// A row of `{TOKEN_COLUMNS}, {GRANT_COLUMNS}`.
 fn token_and_grant_from_row(row: &PgRow) -> Result<(AccessTokenRecord, Grant), StoreError> {
     Ok((token_from_row(row)?, grant_from_row(row)?))
+}
+
+/// A row of `{TOKEN_COLUMNS}, {INTROSPECTION_GRANT_COLUMNS}`.
+fn introspection_from_row(row: &PgRow) -> Result<IntrospectionRecord, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let state: String = row.try_get("g_state").map_err(corrupt)?;
+    Ok(IntrospectionRecord {
+        token: token_from_row(row)?,
+        grant_id: row.try_get("g_id").map_err(corrupt)?,
+        grant_state: state_from_column(&state)?,
+        client: client_from_row(row)?,
+        access_json: stored_access(row.try_get("g_access").map_err(corrupt)?)?,
+    })
 }
 
 fn interaction_from_row(row: &PgRow) -> Result<Interaction, StoreError> {
@@ -707,6 +734,13 @@ impl Store for PostgresStore {
         hash: &TokenHash,
     ) -> Result<Option<(AccessTokenRecord, Grant)>, StoreError> {
         self.bounded(self.lookups.lookup(*hash)).await
+    }
+
+    async fn introspection_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<IntrospectionRecord>, StoreError> {
+        self.bounded(self.introspection_lookups.lookup(*hash)).await
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {

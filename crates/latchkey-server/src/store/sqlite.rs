@@ -22,11 +22,13 @@ use super::sqlite_read::InlineReads;
 use super::sqlite_rows::ColumnRead;
 use super::sqlite_writer::SqliteWriter;
 use super::{
-    hash_from, purge, GrantColumns, MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError,
+    client_from_columns, hash_from, purge, state_from_column, stored_access, GrantColumns,
+    MigrationReport, PurgeOutcome, RotateOutcome, Store, StoreError, INTROSPECTION_GRANT_COLUMNS,
 };
 use crate::domain::clock::Millis;
-use crate::domain::grant::{ClientKeySource, Grant, GrantState};
+use crate::domain::grant::{ClientKeySource, Grant};
 use crate::domain::interaction::Interaction;
+use crate::domain::introspection::IntrospectionRecord;
 use crate::domain::token::AccessTokenRecord;
 use crate::token_format::TokenHash;
 
@@ -66,12 +68,32 @@ static TOKEN_SQL: std::sync::LazyLock<TokenSql> = std::sync::LazyLock::new(|| {
     }
 });
 
+/// Introspection's lookup: the token by hash with the grant columns its answer needs.
+static INTROSPECTION_BY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, {INTROSPECTION_GRANT_COLUMNS} FROM access_tokens t \
+         JOIN grants g ON g.id = t.grant_id WHERE t.hash = ?1"
+    )
+});
+
 static GRANT_BY_CONTINUE_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.continue_id = ?1")
 });
 
 fn token_and_grant(row: &impl ColumnRead) -> Result<TokenAndGrant, StoreError> {
     Ok((token_from_row(row)?, grant_from_row(row)?))
+}
+
+/// A row of [`INTROSPECTION_BY_HASH`].
+fn introspection_from_row(row: &impl ColumnRead) -> Result<IntrospectionRecord, StoreError> {
+    let state: String = row.column("g_state")?;
+    Ok(IntrospectionRecord {
+        token: token_from_row(row)?,
+        grant_id: row.column("g_id")?,
+        grant_state: state_from_column(&state)?,
+        client: client_from_row(row)?,
+        access_json: stored_access(row.column("g_access")?)?,
+    })
 }
 
 impl SqliteStore {
@@ -218,16 +240,12 @@ const TOKEN_COLUMNS: &str = "t.manage_id AS t_manage_id, t.grant_id AS t_grant_i
     t.hash AS t_hash, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
     t.revoked_at AS t_revoked_at";
 
-fn grant_from_row(row: &impl ColumnRead) -> Result<Grant, StoreError> {
+fn client_from_row(row: &impl ColumnRead) -> Result<ClientKeySource, StoreError> {
     let kind: String = row.column("g_client_kind")?;
-    let value: String = row.column("g_client_value")?;
-    let client = match kind.as_str() {
-        "wallet_address" => ClientKeySource::WalletAddress(value),
-        "jwk" => ClientKeySource::Jwk(
-            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
-        other => return Err(StoreError::Corrupt(format!("client kind {other}"))),
-    };
+    client_from_columns(&kind, row.column("g_client_value")?)
+}
+
+fn grant_from_row(row: &impl ColumnRead) -> Result<Grant, StoreError> {
     let access: String = row.column("g_access")?;
     let state: String = row.column("g_state")?;
     let wait_secs: i64 = row.column("g_wait_secs")?;
@@ -235,10 +253,9 @@ fn grant_from_row(row: &impl ColumnRead) -> Result<Grant, StoreError> {
         id: row.column("g_id")?,
         continue_id: row.column("g_continue_id")?,
         continue_token_hash: hash_from(row.column("g_continue_token_hash")?)?,
-        client,
+        client: client_from_row(row)?,
         access: serde_json::from_str(&access).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        state: GrantState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("grant state {state}")))?,
+        state: state_from_column(&state)?,
         wait_secs: u64::try_from(wait_secs).unwrap_or(0),
         created_at: row.column("g_created_at")?,
         last_continued_at: row.column("g_last_continued_at")?,
@@ -360,6 +377,16 @@ impl Store for SqliteStore {
         self.reads.one(&TOKEN_SQL.by_hash, hash.as_bytes(), |row| {
             token_and_grant(row)
         })
+    }
+
+    async fn introspection_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<IntrospectionRecord>, StoreError> {
+        self.reads
+            .one(&INTROSPECTION_BY_HASH, hash.as_bytes(), |row| {
+                introspection_from_row(row)
+            })
     }
 
     async fn revoke_token(&self, manage_id: &str, now: Millis) -> Result<(), StoreError> {
