@@ -188,6 +188,18 @@ fn access() -> Vec<AccessItem> {
     ]
 }
 
+/// An Ed25519 public key as a grant request would give it inline.
+fn ed25519_jwk(kid: &str, use_: Option<&str>) -> Jwk {
+    Jwk {
+        kid: kid.to_string(),
+        kty: "OKP".to_string(),
+        crv: "Ed25519".to_string(),
+        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_string(),
+        alg: Some("EdDSA".to_string()),
+        use_: use_.map(str::to_string),
+    }
+}
+
 fn grant_with(client: ClientKeySource, state: GrantState, now: Millis) -> Grant {
     Grant {
         id: new_id(),
@@ -294,15 +306,11 @@ async fn grant_and_token_round_trip(store: SharedStore) {
 
 async fn jwk_client_and_tokenless_grant_round_trip(store: SharedStore) {
     let now = now_ms();
-    let jwk = Jwk {
-        kid: "key-1".to_string(),
-        kty: "OKP".to_string(),
-        crv: "Ed25519".to_string(),
-        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_string(),
-        alg: Some("EdDSA".to_string()),
-        use_: Some("sig".to_string()),
-    };
-    let mut grant = grant_with(ClientKeySource::Jwk(jwk), GrantState::Pending, now);
+    let mut grant = grant_with(
+        ClientKeySource::Jwk(ed25519_jwk("key-1", Some("sig"))),
+        GrantState::Pending,
+        now,
+    );
     grant.last_continued_at = Some(now - 1);
     grant.wait_secs = 30;
     store.create_grant(&grant, None).await.expect("create");
@@ -347,16 +355,8 @@ async fn introspection_reads_token_and_grant_as_stored(store: SharedStore) {
 
     // A JWK-held grant's client comes back whole.
     let now = now_ms();
-    let jwk = Jwk {
-        kid: "key-2".to_string(),
-        kty: "OKP".to_string(),
-        crv: "Ed25519".to_string(),
-        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".to_string(),
-        alg: Some("EdDSA".to_string()),
-        use_: None,
-    };
     let jwk_grant = grant_with(
-        ClientKeySource::Jwk(jwk),
+        ClientKeySource::Jwk(ed25519_jwk("key-2", None)),
         GrantState::Finalized(Finalization::Issued),
         now,
     );

@@ -24,16 +24,6 @@ pub enum ClientKeySource {
 
 impl ClientKeySource {
     /// The client as introspection reports it.
-    pub fn to_introspect_client(&self) -> IntrospectClient {
-        match self {
-            ClientKeySource::WalletAddress(url) => IntrospectClient::WalletAddress {
-                wallet_address: url.clone(),
-            },
-            ClientKeySource::Jwk(jwk) => IntrospectClient::Jwk { jwk: jwk.clone() },
-        }
-    }
-
-    /// The client as introspection reports it, without copying it.
     pub fn into_introspect_client(self) -> IntrospectClient {
         match self {
             ClientKeySource::WalletAddress(wallet_address) => {

@@ -7,13 +7,14 @@ use serde_json::value::RawValue;
 
 use super::grant::{ClientKeySource, GrantState};
 use super::token::AccessTokenRecord;
+use crate::store::StoreError;
 
 /// What introspection needs of a token and its grant, read together by one lookup.
 ///
 /// The grant's access list stays the JSON text the store keeps. The store wrote it with the
 /// serializer the answer would use (`serde_json` on `Vec<AccessItem>`), so an introspection
 /// without an `access` filter serves it as it is instead of parsing and re-serializing it
-/// (BENCHMARKS.md, round 14: that round trip was a tenth of an introspection's instructions).
+/// (BENCHMARKS.md, round 15: that round trip was a tenth of an introspection's instructions).
 #[derive(Debug, Clone)]
 pub struct IntrospectionRecord {
     /// The token.
@@ -30,8 +31,10 @@ pub struct IntrospectionRecord {
 
 impl IntrospectionRecord {
     /// The grant's access list, parsed (for an introspection that names the access it needs).
-    pub fn parsed_access(&self) -> Result<Vec<AccessItem>, serde_json::Error> {
+    /// A stored list that is JSON but not an access list is corrupt.
+    pub fn parsed_access(&self) -> Result<Vec<AccessItem>, StoreError> {
         serde_json::from_str(self.access_json.get())
+            .map_err(|e| StoreError::Corrupt(format!("access list: {e}")))
     }
 }
 

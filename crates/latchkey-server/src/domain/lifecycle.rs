@@ -13,7 +13,7 @@ use super::grant::{CancelDecision, ClientKeySource, Finalization, Grant, GrantSt
 use super::interaction::Interaction;
 use super::introspection::{AnsweredAccess, IntrospectAnswer};
 use super::token::{decide_rotate, AccessTokenRecord, RotateDecision, TokenStatus};
-use crate::store::{RotateOutcome, SharedStore, StoreError};
+use crate::store::{RotateOutcome, SharedStore};
 use crate::token_format::{new_id, new_random_id, TokenHash, TokenValue};
 
 /// Configurable lifetimes (DESIGN.md: token 600 s, `wait` 5 s, interaction 600 s).
@@ -559,9 +559,7 @@ impl Lifecycle {
             // The whole list, as the store keeps it: no parse, no re-serialization.
             None => AnsweredAccess::AsStored(record.access_json),
             Some(wanted) => {
-                let access = record.parsed_access().map_err(|e| {
-                    DomainError::Store(StoreError::Corrupt(format!("access list: {e}")))
-                })?;
+                let access = record.parsed_access()?;
                 if !wanted.iter().all(|w| access.iter().any(|g| g.covers(w))) {
                     return Ok(IntrospectAnswer::inactive());
                 }
