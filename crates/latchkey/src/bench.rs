@@ -176,6 +176,11 @@ pub struct BenchArgs {
     /// spread out.
     #[arg(long, value_name = "FILE")]
     timeline: Option<std::path::PathBuf>,
+    /// Wait this many seconds between preparing and the timed phase, so that the server has
+    /// finished the work the preparation left behind (on SQLite, copying its WAL frames back
+    /// into the database) before the clock starts. Default 0.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    settle: f64,
 }
 
 /// Runs a benchmark scenario.
@@ -196,6 +201,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pool = prepare(&ctx, &args).await?;
     if ctx.pool.set(pool).is_err() {
         bail!("internal: prepared twice");
+    }
+    if args.settle > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+        ctx.note(&format!(
+            "settled for {:.1} s; the timed phase starts",
+            args.settle
+        ));
     }
     let (report, timeline) = timed_phase(&ctx).await?;
     if args.json {
@@ -396,6 +408,9 @@ impl Ctx {
             if !(rate > 0.0 && rate.is_finite()) {
                 bail!("--rate must be a positive number of requests per second");
             }
+        }
+        if !(args.settle >= 0.0 && args.settle.is_finite()) {
+            bail!("--settle must be zero or a positive number of seconds");
         }
         let needs_signer = !args.scenario.is_oauth();
         let signer = if needs_signer {

@@ -363,3 +363,37 @@ fn a_timeline_file_that_cannot_be_created_fails_the_run_before_it_starts() {
         "the run failed only after preparing: {stderr}"
     );
 }
+
+#[test]
+fn settle_waits_between_preparing_and_the_timed_phase() {
+    let server = Server::start();
+    let started = std::time::Instant::now();
+    let output = server
+        .bench_command("revoke", &["--json", "-n", "20", "--settle", "0.3"])
+        .args(["--url", server.var("PUBLIC_URL")])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Whatever the box's speed, the run cannot be shorter than the wait it was asked for.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let prepared = stderr.find("bench: prepared ").expect("a prepared line");
+    let settled = stderr
+        .find("bench: settled for 0.3 s; the timed phase starts")
+        .expect("a settled line");
+    assert!(prepared < settled, "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report JSON");
+    assert_clean(&report, "revoke", 20);
+
+    let output = server
+        .bench_command("grant", &["-n", "1", "--settle=-1"])
+        .args(["--url", server.var("PUBLIC_URL")])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--settle must be zero or a positive number of seconds"),
+        "{stderr}"
+    );
+}
