@@ -14,10 +14,10 @@ in this process's environment, and prints the bench's figures with, over the tim
          WAL frames and checkpoints)
   wal    bytes of PostgreSQL WAL (pg_current_wal_lsn before and after; needs psql and a
          postgres:// DATABASE_URL)
-Leave out --quiet (the `prepared` line marks the timed phase; with --settle, the `settled` line). Scenarios that prepare nothing
-(grant, oauth-token, lifecycle) print no such line: their figures count from the start, which
-holds only the generator's start-up. `steal` is the share of all CPU time (busy and idle) that
-the host took. Linux only. Not part of the test suite.
+Leave out --quiet (the `prepared` line marks the timed phase; with --settle, the `settled`
+line). Scenarios that prepare nothing (grant, oauth-token, lifecycle) print no such line: their
+figures count from the start, which holds only the generator's start-up. `steal` is the share
+of all CPU time (busy and idle) that the host took. Linux only. Not part of the test suite.
 """
 import json
 import os

@@ -26,6 +26,8 @@ def main():
     parser.add_argument("--csv", help="write each sync's start and duration here")
     parser.add_argument("--dir", default=".", help="where the scratch file goes")
     args = parser.parse_args()
+    if not (args.seconds > 0 and args.rate > 0 and args.bytes > 0):
+        parser.error("SECONDS, RATE and BYTES must be positive")
 
     path = os.path.join(args.dir, f"sync-stall-probe.{os.getpid()}")
     slots = max(1, (16 << 20) // args.bytes)
@@ -54,6 +56,8 @@ def main():
 
     took = sorted(ms for _, ms in syncs)
     n = len(took)
+    if n == 0:
+        raise SystemExit("sync-stall-probe: no sync fitted in the time given")
     print(f"syncs {n} ({n / args.seconds:.0f}/s of {args.bytes} B): median {took[n // 2]:.3f} ms, "
           f"p99 {took[min(n - 1, int(n * 0.99))]:.3f} ms, longest {took[-1]:.1f} ms; "
           f"over 5 ms {sum(ms > 5 for ms in took)}, over 20 ms {sum(ms > 20 for ms in took)}, "

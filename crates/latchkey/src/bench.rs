@@ -176,9 +176,9 @@ pub struct BenchArgs {
     /// spread out.
     #[arg(long, value_name = "FILE")]
     timeline: Option<std::path::PathBuf>,
-    /// Wait this many seconds between preparing and the timed phase, so that the server has
-    /// finished the work the preparation left behind (on SQLite, copying its WAL frames back
-    /// into the database) before the clock starts. Default 0.
+    /// Wait this many seconds between preparing and the timed phase: a way to see whether the
+    /// work the preparation left behind on the server (on SQLite, copying its WAL frames back
+    /// into the database) shapes the timed phase. Default 0.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
     settle: f64,
 }
@@ -202,11 +202,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if ctx.pool.set(pool).is_err() {
         bail!("internal: prepared twice");
     }
-    if args.settle > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    if !ctx.settle.is_zero() {
+        tokio::time::sleep(ctx.settle).await;
         ctx.note(&format!(
             "settled for {:.1} s; the timed phase starts",
-            args.settle
+            ctx.settle.as_secs_f64()
         ));
     }
     let (report, timeline) = timed_phase(&ctx).await?;
@@ -255,6 +255,8 @@ struct Ctx {
     budget: Budget,
     prepare: Option<u64>,
     timeout: Duration,
+    /// `--settle`: the wait between preparing and the timed phase.
+    settle: Duration,
     tls: reqwest::Client,
     quiet: bool,
     /// `--timeline`: keep each request's start, latency and outcome.
@@ -409,9 +411,6 @@ impl Ctx {
                 bail!("--rate must be a positive number of requests per second");
             }
         }
-        if !(args.settle >= 0.0 && args.settle.is_finite()) {
-            bail!("--settle must be zero or a positive number of seconds");
-        }
         let needs_signer = !args.scenario.is_oauth();
         let signer = if needs_signer {
             let missing = |what: &str, env: &str| {
@@ -466,6 +465,9 @@ impl Ctx {
             .ok()
             .filter(|t| !t.is_zero())
             .context("--timeout must be a positive number of seconds")?;
+        let settle = Duration::try_from_secs_f64(args.settle)
+            .ok()
+            .context("--settle must be zero or a positive number of seconds")?;
         Ok(Ctx {
             scenario: args.scenario,
             url,
@@ -482,6 +484,7 @@ impl Ctx {
             },
             prepare: args.prepare,
             timeout,
+            settle,
             tls: transport::tls_client(args.concurrency, timeout)?,
             quiet: args.quiet,
             keep_timeline: args.timeline.is_some(),
