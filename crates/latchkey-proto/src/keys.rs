@@ -4,7 +4,8 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{SigningKey, VerifyingKey, PUBLIC_KEY_LENGTH};
+use ed25519_dalek::{SigningKey, VerifyingKey, PUBLIC_KEY_LENGTH, SECRET_KEY_LENGTH};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -216,9 +217,12 @@ pub fn signing_key_to_pkcs8_pem(key: &SigningKey) -> String {
     format!("{PEM_BEGIN}\n{}\n{PEM_END}\n", STANDARD.encode(der))
 }
 
-/// A fresh Ed25519 key from the operating system's CSPRNG.
+/// A fresh Ed25519 key from the operating system's CSPRNG. RFC 8032 §5.1.5: "The private key
+/// is 32 octets (256 bits, corresponding to b) of cryptographically secure random data."
 pub fn generate_signing_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
+    let mut secret = [0u8; SECRET_KEY_LENGTH];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    SigningKey::from_bytes(&secret)
 }
 
 #[cfg(test)]
