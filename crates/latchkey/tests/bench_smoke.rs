@@ -367,21 +367,36 @@ fn a_timeline_file_that_cannot_be_created_fails_the_run_before_it_starts() {
 #[test]
 fn settle_waits_between_preparing_and_the_timed_phase() {
     let server = Server::start();
-    let started = std::time::Instant::now();
-    let output = server
+    let mut child = server
         .bench_command("revoke", &["--json", "-n", "20", "--settle", "0.3"])
         .args(["--url", server.var("PUBLIC_URL")])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Each progress line is timed as it arrives: the wait must fall between the two lines.
+    let mut prepared_at = None;
+    let mut settled_at = None;
+    let mut stderr = String::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("stderr line");
+        if line.starts_with("bench: prepared ") {
+            prepared_at = Some(std::time::Instant::now());
+        } else if line == "bench: settled for 0.3 s; the timed phase starts" {
+            settled_at = Some(std::time::Instant::now());
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let output = child.wait_with_output().expect("finishes");
     assert!(output.status.success(), "{stderr}");
-    // Whatever the box's speed, the run cannot be shorter than the wait it was asked for.
-    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
-    let prepared = stderr.find("bench: prepared ").expect("a prepared line");
-    let settled = stderr
-        .find("bench: settled for 0.3 s; the timed phase starts")
-        .expect("a settled line");
-    assert!(prepared < settled, "{stderr}");
+    let prepared_at = prepared_at.expect("a prepared line");
+    let settled_at = settled_at.expect("a settled line after it");
+    assert!(
+        settled_at.duration_since(prepared_at) >= std::time::Duration::from_millis(300),
+        "the settled line came {:?} after the prepared one: {stderr}",
+        settled_at.duration_since(prepared_at)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).expect("report JSON");
     assert_clean(&report, "revoke", 20);
 
